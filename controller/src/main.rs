@@ -1,0 +1,3 @@
+//! nftproxy: the binary (CLI entry point).
+
+fn main() {}

@@ -1,0 +1,345 @@
+//! Typed rule expressions and statements: what a rule matches and what it does.
+//!
+//! Only the vocabulary a service proxy needs is modelled, but each item maps one-to-one to
+//! an nft construct, so rendering to the nft script and to libnftables JSON is mechanical
+//! and no rule is ever a string glued together from user data.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+/// A transport protocol as nft names it (`meta l4proto tcp`, `inet_proto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum L4Proto {
+    Tcp,
+    Udp,
+    Sctp,
+    Icmp,
+    Icmpv6,
+}
+
+impl L4Proto {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            L4Proto::Tcp => "tcp",
+            L4Proto::Udp => "udp",
+            L4Proto::Sctp => "sctp",
+            L4Proto::Icmp => "icmp",
+            L4Proto::Icmpv6 => "ipv6-icmp",
+        }
+    }
+
+    /// IANA protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            L4Proto::Tcp => 6,
+            L4Proto::Udp => 17,
+            L4Proto::Sctp => 132,
+            L4Proto::Icmp => 1,
+            L4Proto::Icmpv6 => 58,
+        }
+    }
+}
+
+/// A literal value: in set elements, on the right of a match, or as a verdict-map value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Value {
+    Ipv4(Ipv4Addr),
+    Ipv6(Ipv6Addr),
+    /// An address prefix (`10.0.0.0/8`); interval sets and matches only.
+    Prefix(IpNet),
+    Proto(L4Proto),
+    Port(u16),
+    /// A plain integer (marks, numgen results).
+    Int(u32),
+    /// An interface name (`"eth0"`), or a wildcard prefix (`"veth*"`) when `wildcard`.
+    Ifname {
+        name: String,
+        wildcard: bool,
+    },
+    Verdict(Verdict),
+    /// A `ct state` / `ct status` keyword such as `new`, `dnat`.
+    CtFlag(CtFlag),
+    /// A `fib ... type` result such as `local`.
+    AddrType(AddrType),
+}
+
+impl From<IpAddr> for Value {
+    fn from(addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(a) => Value::Ipv4(a),
+            IpAddr::V6(a) => Value::Ipv6(a),
+        }
+    }
+}
+
+/// Keywords for `ct state` and `ct status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CtFlag {
+    /// `ct state new`
+    New,
+    /// `ct state established`
+    Established,
+    /// `ct state related`
+    Related,
+    /// `ct state invalid`
+    Invalid,
+    /// `ct status dnat`
+    Dnat,
+}
+
+impl CtFlag {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            CtFlag::New => "new",
+            CtFlag::Established => "established",
+            CtFlag::Related => "related",
+            CtFlag::Invalid => "invalid",
+            CtFlag::Dnat => "dnat",
+        }
+    }
+}
+
+/// Address types returned by `fib ... type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AddrType {
+    Local,
+    Unicast,
+}
+
+impl AddrType {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            AddrType::Local => "local",
+            AddrType::Unicast => "unicast",
+        }
+    }
+}
+
+/// A verdict: in a rule, or as the value of a verdict-map element.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verdict {
+    Accept,
+    Drop,
+    Return,
+    Continue,
+    Jump(String),
+    Goto(String),
+}
+
+impl Verdict {
+    /// The chain this verdict transfers control to, if any.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            Verdict::Jump(c) | Verdict::Goto(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// Packet header fields (`ip saddr`, `th dport`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PayloadField {
+    IpSaddr,
+    IpDaddr,
+    Ip6Saddr,
+    Ip6Daddr,
+    /// `th dport`: destination port of TCP, UDP or SCTP.
+    ThDport,
+    /// `th sport`
+    ThSport,
+}
+
+impl PayloadField {
+    /// (protocol, field) as nft names them.
+    pub fn parts(self) -> (&'static str, &'static str) {
+        match self {
+            PayloadField::IpSaddr => ("ip", "saddr"),
+            PayloadField::IpDaddr => ("ip", "daddr"),
+            PayloadField::Ip6Saddr => ("ip6", "saddr"),
+            PayloadField::Ip6Daddr => ("ip6", "daddr"),
+            PayloadField::ThDport => ("th", "dport"),
+            PayloadField::ThSport => ("th", "sport"),
+        }
+    }
+}
+
+/// `meta` keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MetaKey {
+    L4proto,
+    Mark,
+    Iifname,
+    Oifname,
+    Nfproto,
+}
+
+impl MetaKey {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            MetaKey::L4proto => "l4proto",
+            MetaKey::Mark => "mark",
+            MetaKey::Iifname => "iifname",
+            MetaKey::Oifname => "oifname",
+            MetaKey::Nfproto => "nfproto",
+        }
+    }
+}
+
+/// `ct` keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CtKey {
+    State,
+    Status,
+}
+
+impl CtKey {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            CtKey::State => "state",
+            CtKey::Status => "status",
+        }
+    }
+}
+
+/// Which address a `fib` lookup examines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FibAddr {
+    Daddr,
+    Saddr,
+}
+
+/// Bitwise operators for `meta mark & 0x4000`, `meta mark | 0x4000`, `meta mark ^ 0x4000`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BitOp {
+    And,
+    Or,
+    Xor,
+}
+
+impl BitOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BitOp::And => "&",
+            BitOp::Or => "|",
+            BitOp::Xor => "^",
+        }
+    }
+}
+
+/// An expression: something evaluated against the packet, or a literal.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Expr {
+    Payload(PayloadField),
+    Meta(MetaKey),
+    Ct(CtKey),
+    /// `numgen random mod N` (offset 0).
+    NumgenRandom {
+        modulus: u32,
+    },
+    /// `fib daddr type` (with the `. iif`/`. oif` qualifiers left out).
+    FibType(FibAddr),
+    /// `a . b . c`
+    Concat(Vec<Expr>),
+    /// `meta mark & 0x4000` etc.
+    Bitwise {
+        left: Box<Expr>,
+        op: BitOp,
+        right: u32,
+    },
+    Literal(Value),
+    /// An anonymous set `{ a, b }` (matches only).
+    AnonSet(Vec<Value>),
+    /// A reference to a named set or map: `@name`.
+    SetRef(String),
+}
+
+/// Comparison operators of a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    /// Set membership / flag test (`ct state new`, `ip daddr @set`): nft's `in` in JSON.
+    In,
+}
+
+/// Kinds of reject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RejectKind {
+    /// `reject`: ICMP port unreachable (ICMPv6 in ip6 tables).
+    PortUnreachable,
+    /// `reject with tcp reset`: only valid after a TCP match.
+    TcpReset,
+}
+
+/// A statement: a match (condition) or an action.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stmt {
+    /// `left op right`; a failed match ends evaluation of the rule.
+    Match {
+        left: Expr,
+        op: CmpOp,
+        right: Expr,
+    },
+    /// `key vmap @map` (or an anonymous map given as `Expr::AnonSet` of no values is invalid).
+    Vmap {
+        key: Expr,
+        map: String,
+    },
+    Verdict(Verdict),
+    /// `dnat to addr[:port]` (the address family is the table's).
+    Dnat {
+        addr: IpAddr,
+        port: Option<u16>,
+    },
+    /// `masquerade [fully-random]`
+    Masquerade {
+        fully_random: bool,
+    },
+    /// `meta mark set <expr>`
+    SetMark(Expr),
+    Reject(RejectKind),
+    Counter,
+    /// `update @set { key }`: add or refresh an element from the packet (affinity).
+    UpdateSet {
+        set: String,
+        key: Expr,
+    },
+}
+
+impl Stmt {
+    /// `left == right`
+    pub fn eq(left: Expr, right: Expr) -> Stmt {
+        Stmt::Match {
+            left,
+            op: CmpOp::Eq,
+            right,
+        }
+    }
+
+    /// `left != right`
+    pub fn ne(left: Expr, right: Expr) -> Stmt {
+        Stmt::Match {
+            left,
+            op: CmpOp::Ne,
+            right,
+        }
+    }
+
+    /// `left @set` / `ct state new` (membership).
+    pub fn is_in(left: Expr, right: Expr) -> Stmt {
+        Stmt::Match {
+            left,
+            op: CmpOp::In,
+            right,
+        }
+    }
+
+    /// The chain this statement transfers control to, if any (jump/goto; not vmaps).
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            Stmt::Verdict(v) => v.target(),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! The typed nftables model: tables, chains, sets/maps with elements, and rules.
+//!
+//! Everything here is plain data with a total order, so that a ruleset is a value: two
+//! rulesets built from the same input compare equal and render to the same bytes.
+//! Collections are `BTreeMap`s keyed by name; rule order inside a chain is significant and
+//! kept as a `Vec`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::expr::{Stmt, Value};
+
+/// Address family of a table (`nft add table <family> <name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    /// `ip`: IPv4 only.
+    Ip,
+    /// `ip6`: IPv6 only.
+    Ip6,
+    /// `inet`: both.
+    Inet,
+}
+
+impl Family {
+    /// The keyword nft uses for this family.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Family::Ip => "ip",
+            Family::Ip6 => "ip6",
+            Family::Inet => "inet",
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.keyword())
+    }
+}
+
+/// Identity of a table: family and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableId {
+    pub family: Family,
+    pub name: String,
+}
+
+impl TableId {
+    pub fn new(family: Family, name: impl Into<String>) -> Self {
+        Self {
+            family,
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for TableId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.family, self.name)
+    }
+}
+
+/// A whole ruleset: the tables one owner manages. Tables not in here are never touched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    pub tables: BTreeMap<TableId, Table>,
+}
+
+impl Ruleset {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Inserts a table, replacing one with the same identity.
+    pub fn insert_table(&mut self, table: Table) {
+        self.tables.insert(table.id(), table);
+    }
+
+    pub fn table(&self, id: &TableId) -> Option<&Table> {
+        self.tables.get(id)
+    }
+
+    pub fn table_mut(&mut self, id: &TableId) -> Option<&mut Table> {
+        self.tables.get_mut(id)
+    }
+}
+
+/// One table with its chains and sets (maps are sets with a value type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    pub family: Family,
+    pub name: String,
+    pub comment: Option<String>,
+    pub chains: BTreeMap<String, Chain>,
+    pub sets: BTreeMap<String, Set>,
+}
+
+impl Table {
+    pub fn new(family: Family, name: impl Into<String>) -> Self {
+        Self {
+            family,
+            name: name.into(),
+            comment: None,
+            chains: BTreeMap::new(),
+            sets: BTreeMap::new(),
+        }
+    }
+
+    pub fn id(&self) -> TableId {
+        TableId::new(self.family, self.name.clone())
+    }
+
+    /// Inserts a chain, replacing one with the same name.
+    pub fn insert_chain(&mut self, chain: Chain) {
+        self.chains.insert(chain.name.clone(), chain);
+    }
+
+    /// Inserts a set or map, replacing one with the same name.
+    pub fn insert_set(&mut self, set: Set) {
+        self.sets.insert(set.name.clone(), set);
+    }
+}
+
+/// The type of a base chain (`type filter|nat|route`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChainType {
+    Filter,
+    Nat,
+    Route,
+}
+
+impl ChainType {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            ChainType::Filter => "filter",
+            ChainType::Nat => "nat",
+            ChainType::Route => "route",
+        }
+    }
+}
+
+/// The netfilter hook a base chain is attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hook {
+    Prerouting,
+    Input,
+    Forward,
+    Output,
+    Postrouting,
+}
+
+impl Hook {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "prerouting",
+            Hook::Input => "input",
+            Hook::Forward => "forward",
+            Hook::Output => "output",
+            Hook::Postrouting => "postrouting",
+        }
+    }
+}
+
+/// Default verdict of a base chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Policy {
+    Accept,
+    Drop,
+}
+
+impl Policy {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Policy::Accept => "accept",
+            Policy::Drop => "drop",
+        }
+    }
+}
+
+/// What makes a chain a base chain: its type, hook, numeric priority and policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseChain {
+    pub chain_type: ChainType,
+    pub hook: Hook,
+    /// Numeric priority (`dstnat` = -100, `filter` = 0, `srcnat` = 100).
+    pub priority: i32,
+    pub policy: Policy,
+}
+
+/// A chain: a base chain (attached to a hook) or a regular chain (reached by jump/goto).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub name: String,
+    pub base: Option<BaseChain>,
+    pub comment: Option<String>,
+    pub rules: Vec<Rule>,
+}
+
+impl Chain {
+    /// A regular chain with no rules.
+    pub fn regular(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            base: None,
+            comment: None,
+            rules: Vec::new(),
+        }
+    }
+
+    /// A base chain with no rules and policy accept.
+    pub fn base(name: impl Into<String>, chain_type: ChainType, hook: Hook, priority: i32) -> Self {
+        Self {
+            name: name.into(),
+            base: Some(BaseChain {
+                chain_type,
+                hook,
+                priority,
+                policy: Policy::Accept,
+            }),
+            comment: None,
+            rules: Vec::new(),
+        }
+    }
+
+    /// Appends a rule (builder style).
+    pub fn with_rule(mut self, rule: Rule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    pub fn push(&mut self, rule: Rule) {
+        self.rules.push(rule);
+    }
+
+    /// Whether only the declaration (not the rules) differs from `other`.
+    pub fn same_declaration(&self, other: &Chain) -> bool {
+        self.name == other.name && self.base == other.base && self.comment == other.comment
+    }
+}
+
+/// One rule: statements evaluated left to right, with an optional comment.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Rule {
+    pub stmts: Vec<Stmt>,
+    pub comment: Option<String>,
+}
+
+impl Rule {
+    pub fn new(stmts: Vec<Stmt>) -> Self {
+        Self {
+            stmts,
+            comment: None,
+        }
+    }
+
+    pub fn with_comment(mut self, comment: impl Into<String>) -> Self {
+        self.comment = Some(comment.into());
+        self
+    }
+}
+
+/// The data types of set keys and map values (`type ipv4_addr . inet_service`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DataType {
+    Ipv4Addr,
+    Ipv6Addr,
+    InetProto,
+    InetService,
+    Mark,
+    Ifname,
+    Verdict,
+}
+
+impl DataType {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            DataType::Ipv4Addr => "ipv4_addr",
+            DataType::Ipv6Addr => "ipv6_addr",
+            DataType::InetProto => "inet_proto",
+            DataType::InetService => "inet_service",
+            DataType::Mark => "mark",
+            DataType::Ifname => "ifname",
+            DataType::Verdict => "verdict",
+        }
+    }
+}
+
+/// Flags of a set (`flags interval, timeout`). Kept in a fixed order for rendering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SetFlag {
+    Constant,
+    Interval,
+    Timeout,
+    Dynamic,
+}
+
+impl SetFlag {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            SetFlag::Constant => "constant",
+            SetFlag::Interval => "interval",
+            SetFlag::Timeout => "timeout",
+            SetFlag::Dynamic => "dynamic",
+        }
+    }
+}
+
+/// A named set (no value type) or map (with a value type; `Verdict` makes a verdict map).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Set {
+    pub name: String,
+    /// Key type; more than one entry is a concatenation.
+    pub key: Vec<DataType>,
+    /// Value type for maps; `None` for plain sets.
+    pub value: Option<DataType>,
+    /// Flags, sorted and deduplicated.
+    pub flags: Vec<SetFlag>,
+    /// Default element timeout in seconds (`timeout 10800s`), for sets with the timeout flag.
+    pub timeout_secs: Option<u32>,
+    pub comment: Option<String>,
+    /// Elements keyed by their key; ordered so rendering is deterministic.
+    pub elements: BTreeMap<ElementKey, Element>,
+}
+
+impl Set {
+    /// A plain set with the given key type.
+    pub fn set(name: impl Into<String>, key: Vec<DataType>) -> Self {
+        Self {
+            name: name.into(),
+            key,
+            value: None,
+            flags: Vec::new(),
+            timeout_secs: None,
+            comment: None,
+            elements: BTreeMap::new(),
+        }
+    }
+
+    /// A map from `key` to `value` (`DataType::Verdict` for a verdict map).
+    pub fn map(name: impl Into<String>, key: Vec<DataType>, value: DataType) -> Self {
+        Self {
+            value: Some(value),
+            ..Self::set(name, key)
+        }
+    }
+
+    pub fn with_flag(mut self, flag: SetFlag) -> Self {
+        if !self.flags.contains(&flag) {
+            self.flags.push(flag);
+            self.flags.sort();
+        }
+        self
+    }
+
+    pub fn is_map(&self) -> bool {
+        self.value.is_some()
+    }
+
+    /// Inserts an element, replacing one with the same key.
+    pub fn insert(&mut self, element: Element) {
+        self.elements.insert(element.key.clone(), element);
+    }
+
+    /// Whether the declaration (everything but the elements) equals `other`'s.
+    pub fn same_declaration(&self, other: &Set) -> bool {
+        self.name == other.name
+            && self.key == other.key
+            && self.value == other.value
+            && self.flags == other.flags
+            && self.timeout_secs == other.timeout_secs
+            && self.comment == other.comment
+    }
+}
+
+/// The key of a set element: one value per component of the key type.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ElementKey(pub Vec<Value>);
+
+/// A set or map element: key, value (maps only) and comment.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Element {
+    pub key: ElementKey,
+    pub value: Option<Value>,
+    pub comment: Option<String>,
+}
+
+impl Element {
+    /// A set element.
+    pub fn key(key: Vec<Value>) -> Self {
+        Self {
+            key: ElementKey(key),
+            value: None,
+            comment: None,
+        }
+    }
+
+    /// A map element.
+    pub fn mapping(key: Vec<Value>, value: Value) -> Self {
+        Self {
+            key: ElementKey(key),
+            value: Some(value),
+            comment: None,
+        }
+    }
+
+    pub fn with_comment(mut self, comment: impl Into<String>) -> Self {
+        self.comment = Some(comment.into());
+        self
+    }
+}

@@ -1,0 +1,68 @@
+//! Transactions: the ordered list of operations that turns one ruleset into another.
+//!
+//! A transaction is what `diff` produces and what the controller hands to libnftables as
+//! one netlink batch (all or nothing). The verbs are nft's own: add, flush, delete.
+
+use crate::model::{Chain, Element, Rule, Set, Table, TableId};
+
+/// One operation of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// `add table` (declaration only: no chains or sets).
+    AddTable(Table),
+    /// `delete table` (with everything in it).
+    DeleteTable(TableId),
+    /// `add chain` (declaration only: rules come as `AddRule`).
+    AddChain { table: TableId, chain: Chain },
+    /// `flush chain`: remove every rule.
+    FlushChain { table: TableId, chain: String },
+    /// `delete chain`: the chain must be empty and unreferenced.
+    DeleteChain { table: TableId, chain: String },
+    /// `add rule` (appended at the end of the chain).
+    AddRule {
+        table: TableId,
+        chain: String,
+        rule: Rule,
+    },
+    /// `add set` / `add map` (declaration only: elements come as `AddElements`).
+    AddSet { table: TableId, set: Set },
+    /// `delete set` / `delete map`.
+    DeleteSet { table: TableId, set: String },
+    /// `add element`.
+    AddElements {
+        table: TableId,
+        set: String,
+        elements: Vec<Element>,
+    },
+    /// `delete element` (only the keys matter).
+    DeleteElements {
+        table: TableId,
+        set: String,
+        elements: Vec<Element>,
+    },
+}
+
+/// An ordered list of operations, applied atomically.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transaction {
+    pub ops: Vec<Op>,
+}
+
+impl Transaction {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, op: Op) {
+        self.ops.push(op);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Number of operations (one per `Op`; an `AddElements` of many elements is one).
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+}
