@@ -64,6 +64,19 @@ pub enum Value {
     AddrType(AddrType),
 }
 
+impl Value {
+    /// The canonical value for an address prefix, the form nft lists it in: host bits
+    /// cleared, and a full-length prefix (`/32`, `/128`) as a plain address.
+    pub fn prefix(net: IpNet) -> Value {
+        let net = net.trunc();
+        if net.prefix_len() == net.max_prefix_len() {
+            Value::from(net.addr())
+        } else {
+            Value::Prefix(net)
+        }
+    }
+}
+
 impl From<IpAddr> for Value {
     fn from(addr: IpAddr) -> Self {
         match addr {
@@ -255,6 +268,23 @@ pub enum Expr {
 }
 
 /// Comparison operators of a match.
+///
+/// Canonical use (what `nft -j list` gives back, so that parse(list(load(R))) == R):
+/// - `In` for set membership (`ip daddr @set`, `meta l4proto { tcp, udp }`) and for flag
+///   tests on `ct state` / `ct status` (`ct state new`). nft lists set lookups as `==`; the
+///   parser turns `==` with a set on the right back into `In`.
+/// - `Eq` for every other equality: `meta l4proto tcp`, `fib daddr type local`,
+///   `numgen random mod 3 == 0`, `meta mark & 0x4000 == 0`. (`Eq` on `ct state` is an
+///   exact comparison, `ct state == new`, and round-trips as such, but it is not a flag test.)
+/// - `Ne` for negations of either (`ip saddr != 10.0.0.0/8`, `ip daddr != @set`).
+///
+/// Other normalisations of nft 1.0.6 the model's canonical form follows:
+/// - `meta l4proto tcp` directly followed by `th dport`/`th sport` is listed as `tcp dport`;
+///   the parser restores the pair, so keep the two matches adjacent.
+/// - `reject with tcp reset` implies `meta l4proto tcp`, and nft hides an explicit one:
+///   write `Stmt::Reject(RejectKind::TcpReset)` with no preceding l4proto match.
+/// - prefixes without host bits, and a full-length prefix as a plain address (see
+///   [`Value::prefix`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum CmpOp {
     Eq,

@@ -5,16 +5,29 @@
 //! [`diff`] turns two rulesets into a [`Transaction`]; the controller sends the transaction's
 //! JSON to libnftables. `Display` renders the nft script a human reviews.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod apply;
+pub mod diff;
 pub mod expr;
+pub mod fixtures;
+pub mod graph;
 pub mod model;
+pub mod parse_json;
+pub mod render_json;
+pub mod render_nft;
 pub mod transaction;
 
+pub use apply::{ApplyError, Refusal};
+pub use diff::{DiffError, diff};
 pub use expr::{
     AddrType, BitOp, CmpOp, CtFlag, CtKey, Expr, FibAddr, L4Proto, MetaKey, PayloadField,
     RejectKind, Stmt, Value, Verdict,
 };
+pub use graph::{ChainGraph, GraphError, validate, validate_ruleset};
 pub use model::{
     BaseChain, Chain, ChainType, DataType, Element, ElementKey, Family, Hook, Policy, Rule,
     Ruleset, Set, SetFlag, Table, TableId,
 };
-pub use transaction::{Op, Transaction};
+pub use parse_json::ParseError;
+pub use transaction::{Op, Transaction, creation_ops};

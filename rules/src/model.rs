@@ -90,6 +90,8 @@ impl Ruleset {
 pub struct Table {
     pub family: Family,
     pub name: String,
+    /// Leave `None`: nft 1.0.6 neither loads nor lists table comments through JSON, so a
+    /// commented table never lists back equal (a full sync would recreate it).
     pub comment: Option<String>,
     pub chains: BTreeMap<String, Chain>,
     pub sets: BTreeMap<String, Set>,
@@ -101,6 +103,17 @@ impl Table {
             family,
             name: name.into(),
             comment: None,
+            chains: BTreeMap::new(),
+            sets: BTreeMap::new(),
+        }
+    }
+
+    /// The table without chains or sets: what `add table` creates.
+    pub fn declaration(&self) -> Table {
+        Table {
+            family: self.family,
+            name: self.name.clone(),
+            comment: self.comment.clone(),
             chains: BTreeMap::new(),
             sets: BTreeMap::new(),
         }
@@ -192,6 +205,7 @@ pub struct BaseChain {
 pub struct Chain {
     pub name: String,
     pub base: Option<BaseChain>,
+    /// Leave `None`: nft 1.0.6 neither loads nor lists chain comments through JSON.
     pub comment: Option<String>,
     pub rules: Vec<Rule>,
 }
@@ -230,6 +244,16 @@ impl Chain {
 
     pub fn push(&mut self, rule: Rule) {
         self.rules.push(rule);
+    }
+
+    /// The chain without its rules: what `add chain` creates.
+    pub fn declaration(&self) -> Chain {
+        Chain {
+            name: self.name.clone(),
+            base: self.base.clone(),
+            comment: self.comment.clone(),
+            rules: Vec::new(),
+        }
     }
 
     /// Whether only the declaration (not the rules) differs from `other`.
@@ -291,6 +315,8 @@ pub enum SetFlag {
     Constant,
     Interval,
     Timeout,
+    /// Not listed by nft 1.0.6's JSON: do not use. A `timeout` set that a rule updates
+    /// (`update @set`) is made dynamic by the kernel without it.
     Dynamic,
 }
 
@@ -317,6 +343,7 @@ pub struct Set {
     pub flags: Vec<SetFlag>,
     /// Default element timeout in seconds (`timeout 10800s`), for sets with the timeout flag.
     pub timeout_secs: Option<u32>,
+    /// Leave `None`: nft 1.0.6 lists set comments but its JSON parser ignores them.
     pub comment: Option<String>,
     /// Elements keyed by their key; ordered so rendering is deterministic.
     pub elements: BTreeMap<ElementKey, Element>,
@@ -324,6 +351,7 @@ pub struct Set {
 
 impl Set {
     /// A plain set with the given key type.
+    #[allow(clippy::self_named_constructors)]
     pub fn set(name: impl Into<String>, key: Vec<DataType>) -> Self {
         Self {
             name: name.into(),
@@ -359,6 +387,19 @@ impl Set {
     /// Inserts an element, replacing one with the same key.
     pub fn insert(&mut self, element: Element) {
         self.elements.insert(element.key.clone(), element);
+    }
+
+    /// The set without its elements: what `add set` / `add map` creates.
+    pub fn declaration(&self) -> Set {
+        Set {
+            name: self.name.clone(),
+            key: self.key.clone(),
+            value: self.value,
+            flags: self.flags.clone(),
+            timeout_secs: self.timeout_secs,
+            comment: self.comment.clone(),
+            elements: BTreeMap::new(),
+        }
     }
 
     /// Whether the declaration (everything but the elements) equals `other`'s.

@@ -66,3 +66,48 @@ impl Transaction {
         self.ops.len()
     }
 }
+
+/// The ops that create `ruleset` where none of its tables exist, in an order where every
+/// reference resolves: tables, sets and maps (declarations), chains (declarations), set
+/// elements (verdicts may name chains), then rules (which may name sets and chains).
+pub fn creation_ops(ruleset: &crate::model::Ruleset) -> Vec<Op> {
+    let tables = ruleset.tables.values();
+    let mut ops: Vec<Op> = tables
+        .clone()
+        .map(|t| Op::AddTable(t.declaration()))
+        .collect();
+    for t in tables.clone() {
+        ops.extend(t.sets.values().map(|s| Op::AddSet {
+            table: t.id(),
+            set: s.declaration(),
+        }));
+    }
+    for t in tables.clone() {
+        ops.extend(t.chains.values().map(|c| Op::AddChain {
+            table: t.id(),
+            chain: c.declaration(),
+        }));
+    }
+    for t in tables.clone() {
+        ops.extend(
+            t.sets
+                .values()
+                .filter(|s| !s.elements.is_empty())
+                .map(|s| Op::AddElements {
+                    table: t.id(),
+                    set: s.name.clone(),
+                    elements: s.elements.values().cloned().collect(),
+                }),
+        );
+    }
+    for t in tables {
+        for c in t.chains.values() {
+            ops.extend(c.rules.iter().map(|r| Op::AddRule {
+                table: t.id(),
+                chain: c.name.clone(),
+                rule: r.clone(),
+            }));
+        }
+    }
+    ops
+}
