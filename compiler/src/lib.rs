@@ -4,27 +4,174 @@
 //! The layout it emits is documented in `docs/ruleset.md`. Kubernetes objects are turned
 //! into validated domain types at the boundary; an object that fails validation becomes a
 //! [`Diagnostic`] and is skipped, it never fails the ruleset.
+//!
+//! Pipeline: index the snapshot once (`index`), settle ClusterIP conflicts (`conflict`),
+//! then per service port and family choose endpoints (`select`) and emit elements and
+//! chains (`emit`) into the fixed layout (`layout`, `masquerade`).
 
 pub mod config;
 pub mod diagnostic;
+pub mod kube_proxy_config;
+pub mod manifest;
 pub mod snapshot;
+
+mod cidrs;
+mod conflict;
+mod emit;
+mod endpoints;
+mod family;
+mod index;
+mod layout;
+mod masquerade;
+mod meta;
+mod names;
+mod naming;
+mod protocol;
+mod select;
+mod service;
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
 
 pub use config::{CompileConfig, DetectLocal};
 pub use diagnostic::{Diagnostic, ObjectRef, Severity};
 pub use snapshot::ClusterSnapshot;
 
+use k8s_openapi::api::core::v1::Node;
 use nftproxy_rules::Ruleset;
+
+use crate::cidrs::{NodeDef, ServiceCidrDef};
+use crate::emit::Tables;
+use crate::naming::PortNames;
+
+/// The masquerade bit used when the configured one does not fit a 32-bit mark.
+const DEFAULT_MASQUERADE_BIT: u8 = 14;
 
 /// The result of a compile: the ruleset and what was wrong with the input.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Compiled {
     pub ruleset: Ruleset,
+    /// Sorted by object, then message; no duplicates.
     pub diagnostics: Vec<Diagnostic>,
 }
 
 /// Compiles a cluster snapshot into the node's ruleset. Deterministic: the same input gives
-/// an equal ruleset (and so byte-identical renderings).
+/// an equal ruleset (and so byte-identical renderings), whatever the order of the input.
 pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
-    let _ = (snapshot, config);
-    Compiled::default()
+    let mut diagnostics = Vec::new();
+    let mark = masquerade_mark(config, &mut diagnostics);
+    let node = this_node(snapshot, config, &mut diagnostics);
+    let pod_cidrs = node.map(|n| n.pod_cidrs).unwrap_or_default();
+    let masquerade = masquerade::rules(config, &pod_cidrs, mark, &mut diagnostics);
+    let mut tables = Tables::new(mark, masquerade);
+    let [v4, v6] = service_cidrs(snapshot, &mut diagnostics);
+    tables.add_service_cidrs(v4.into_iter().chain(v6));
+
+    let inputs = index::Inputs::build(snapshot, &mut diagnostics);
+    let losers = conflict::resolve(&inputs.services, &mut diagnostics);
+    for (service_index, service) in inputs.services.iter().enumerate() {
+        let slices = inputs.slices_for(&service.id, &mut diagnostics);
+        for (_, ip) in service.cluster_ips() {
+            tables.add_cluster_ip(ip);
+        }
+        for (port_index, port) in service.ports.iter().enumerate() {
+            let names = PortNames::new(&service.id, port);
+            for (family, ip) in service.cluster_ips() {
+                if losers.contains(service_index, port_index, family) {
+                    continue;
+                }
+                let policy = service.internal_policy;
+                let outcome = select::select(&slices, port, family, policy, &config.hostname);
+                tables.add_port(ip, port, &names, outcome);
+            }
+        }
+    }
+    diagnostics.sort_by(|a, b| {
+        (&a.object, &a.message, a.severity).cmp(&(&b.object, &b.message, b.severity))
+    });
+    diagnostics.dedup();
+    Compiled {
+        ruleset: tables.finish(),
+        diagnostics,
+    }
+}
+
+/// `1 << masqueradeBit`, or the default bit with an error when it does not fit.
+fn masquerade_mark(config: &CompileConfig, diagnostics: &mut Vec<Diagnostic>) -> u32 {
+    let bit = if config.masquerade_bit < 32 {
+        config.masquerade_bit
+    } else {
+        diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            object: ObjectRef::new("KubeProxyConfiguration", None, "config"),
+            message: format!(
+                "nftables.masqueradeBit {} is not in 0-31; using {DEFAULT_MASQUERADE_BIT}",
+                config.masquerade_bit
+            ),
+        });
+        DEFAULT_MASQUERADE_BIT
+    };
+    1u32 << bit
+}
+
+/// This node (the Node named `config.hostname`), if present, unique and valid.
+fn this_node(
+    snapshot: &ClusterSnapshot,
+    config: &CompileConfig,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<NodeDef> {
+    let object = ObjectRef::new("Node", None, meta::printable(&config.hostname));
+    let mut matching = snapshot
+        .nodes
+        .iter()
+        .filter(|n| n.metadata.name.as_deref() == Some(config.hostname.as_str()));
+    let first: Option<&Node> = matching.next();
+    let result = match first {
+        Some(node) if matching.all(|other| other == node) => {
+            NodeDef::try_from(node).map_err(|err| format!("{err}; ignored"))
+        }
+        Some(_) => Err("is defined more than once with different contents; ignored".to_owned()),
+        None => Err("not found".to_owned()),
+    };
+    match result {
+        Ok(node) => Some(node),
+        Err(message) => {
+            let needed = config.detect_local == DetectLocal::NodeCidr && !config.masquerade_all;
+            if needed || first.is_some() {
+                let message = if needed {
+                    format!(
+                        "{message}; detectLocalMode NodeCIDR has no pod CIDR, so ClusterIP traffic is not masqueraded"
+                    )
+                } else {
+                    message
+                };
+                diagnostics.push(Diagnostic {
+                    severity: Severity::Warning,
+                    object,
+                    message,
+                });
+            }
+            None
+        }
+    }
+}
+
+/// Every valid ServiceCIDR prefix, per family, nested prefixes folded.
+fn service_cidrs(
+    snapshot: &ClusterSnapshot,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> [Vec<ipnet::IpNet>; 2] {
+    let mut prefixes = Vec::new();
+    for object in &snapshot.service_cidrs {
+        match ServiceCidrDef::try_from(object) {
+            Ok(def) => prefixes.extend(def.0),
+            Err(err) => diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                object: meta::object_ref("ServiceCIDR", &object.metadata, false),
+                message: format!("{err}; skipped"),
+            }),
+        }
+    }
+    cidrs::fold_nested(prefixes)
 }

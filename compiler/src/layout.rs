@@ -1,0 +1,182 @@
+//! The fixed part of each family's table: sets, maps, base chains and the regular chains
+//! every packet may traverse, exactly as `docs/ruleset.md` lays them out.
+//!
+//! Nothing here grows with the number of services; services only add map elements and
+//! their own `service-…` chains (see `emit`).
+
+use nftproxy_rules::{
+    BitOp, Chain, ChainType, CmpOp, CtFlag, CtKey, DataType, Expr, Hook, MetaKey, PayloadField,
+    RejectKind, Rule, Set, SetFlag, Stmt, Table, Value, Verdict,
+};
+
+use crate::family::IpFamily;
+
+/// The name of both tables (`ip nftproxy`, `ip6 nftproxy`).
+pub const TABLE: &str = "nftproxy";
+
+pub const CLUSTER_IPS: &str = "cluster-ips";
+pub const SERVICE_CIDRS: &str = "service-cidrs";
+pub const SERVICE_IPS: &str = "service-ips";
+pub const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
+pub const ENDPOINT_HAIRPIN: &str = "endpoint-hairpin";
+
+pub const SERVICES: &str = "services";
+pub const SERVICE_ENDPOINTS_CHECK: &str = "service-endpoints-check";
+pub const CLUSTER_IPS_CHECK: &str = "cluster-ips-check";
+pub const REJECT_CHAIN: &str = "reject-chain";
+pub const MASQUERADING: &str = "masquerading";
+
+/// A table with every chain of the layout and no set (see [`Sets`]).
+/// `masquerade_rule` is the optional first rule of `services`; `mark` is the masquerade bit.
+pub fn skeleton(family: IpFamily, mark: u32, masquerade_rule: Option<Rule>) -> Table {
+    let mut table = Table::new(family.table_family(), TABLE);
+    for chain in base_chains() {
+        table.insert_chain(chain);
+    }
+    let mut services = Chain::regular(SERVICES);
+    services.rules.extend(masquerade_rule);
+    services.push(dispatch(family, SERVICE_IPS));
+    table.insert_chain(services);
+    let check = Chain::regular(SERVICE_ENDPOINTS_CHECK);
+    table.insert_chain(check.with_rule(dispatch(family, NO_ENDPOINT_SERVICES)));
+    table.insert_chain(cluster_ips_check(family));
+    let reject = Rule::new(vec![Stmt::Reject(RejectKind::PortUnreachable)]);
+    table.insert_chain(Chain::regular(REJECT_CHAIN).with_rule(reject));
+    table.insert_chain(masquerading(family, mark));
+    table
+}
+
+/// The sets and maps of one table, filled while compiling, then moved into the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sets {
+    pub cluster_ips: Set,
+    pub service_cidrs: Set,
+    pub service_ips: Set,
+    pub no_endpoint_services: Set,
+    pub endpoint_hairpin: Set,
+}
+
+impl Sets {
+    /// The empty sets and maps of `family`'s table.
+    pub fn new(family: IpFamily) -> Self {
+        let addr = family.addr_type();
+        let service_key = vec![addr, DataType::InetProto, DataType::InetService];
+        Sets {
+            cluster_ips: Set::set(CLUSTER_IPS, vec![addr]),
+            service_cidrs: Set::set(SERVICE_CIDRS, vec![addr]).with_flag(SetFlag::Interval),
+            service_ips: Set::map(SERVICE_IPS, service_key.clone(), DataType::Verdict),
+            no_endpoint_services: Set::map(NO_ENDPOINT_SERVICES, service_key, DataType::Verdict),
+            endpoint_hairpin: Set::set(ENDPOINT_HAIRPIN, vec![addr, addr]),
+        }
+    }
+
+    /// Moves the sets into `table`.
+    pub fn insert_into(self, table: &mut Table) {
+        table.insert_set(self.cluster_ips);
+        table.insert_set(self.service_cidrs);
+        table.insert_set(self.service_ips);
+        table.insert_set(self.no_endpoint_services);
+        table.insert_set(self.endpoint_hairpin);
+    }
+}
+
+fn base_chains() -> [Chain; 8] {
+    use ChainType::{Filter, Nat};
+    let new_jump = |target: &str| {
+        Rule::new(vec![
+            Stmt::is_in(
+                Expr::Ct(CtKey::State),
+                Expr::Literal(Value::CtFlag(CtFlag::New)),
+            ),
+            Stmt::Verdict(Verdict::Jump(target.to_owned())),
+        ])
+    };
+    let jump = |target: &str| Rule::new(vec![Stmt::Verdict(Verdict::Jump(target.to_owned()))]);
+    [
+        Chain::base("filter-prerouting-pre-dnat", Filter, Hook::Prerouting, -110),
+        Chain::base("filter-output-pre-dnat", Filter, Hook::Output, -110),
+        Chain::base("nat-prerouting", Nat, Hook::Prerouting, -100).with_rule(jump(SERVICES)),
+        Chain::base("nat-output", Nat, Hook::Output, -100).with_rule(jump(SERVICES)),
+        Chain::base("filter-input", Filter, Hook::Input, 0)
+            .with_rule(new_jump(SERVICE_ENDPOINTS_CHECK)),
+        Chain::base("filter-forward", Filter, Hook::Forward, 0)
+            .with_rule(new_jump(SERVICE_ENDPOINTS_CHECK))
+            .with_rule(new_jump(CLUSTER_IPS_CHECK)),
+        Chain::base("filter-output", Filter, Hook::Output, 0)
+            .with_rule(new_jump(SERVICE_ENDPOINTS_CHECK))
+            .with_rule(new_jump(CLUSTER_IPS_CHECK)),
+        Chain::base("nat-postrouting", Nat, Hook::Postrouting, 100).with_rule(jump(MASQUERADING)),
+    ]
+}
+
+/// `ip daddr . meta l4proto . th dport vmap @map`
+fn dispatch(family: IpFamily, map: &str) -> Rule {
+    let key = Expr::Concat(vec![
+        Expr::Payload(family.daddr()),
+        Expr::Meta(MetaKey::L4proto),
+        Expr::Payload(PayloadField::ThDport),
+    ]);
+    Rule::new(vec![Stmt::Vmap {
+        key,
+        map: map.to_owned(),
+    }])
+}
+
+/// `ip daddr @cluster-ips reject`, then `ip daddr @service-cidrs drop`.
+fn cluster_ips_check(family: IpFamily) -> Chain {
+    let in_set =
+        |set: &str| Stmt::is_in(Expr::Payload(family.daddr()), Expr::SetRef(set.to_owned()));
+    Chain::regular(CLUSTER_IPS_CHECK)
+        .with_rule(Rule::new(vec![
+            in_set(CLUSTER_IPS),
+            Stmt::Reject(RejectKind::PortUnreachable),
+        ]))
+        .with_rule(Rule::new(vec![
+            in_set(SERVICE_CIDRS),
+            Stmt::Verdict(Verdict::Drop),
+        ]))
+}
+
+/// `meta mark set meta mark OP mark`
+pub fn set_mark(op: BitOp, mark: u32) -> Stmt {
+    Stmt::SetMark(Expr::Bitwise {
+        left: Box::new(Expr::Meta(MetaKey::Mark)),
+        op,
+        right: mark,
+    })
+}
+
+/// Hairpin marking, then masquerade-and-clear of marked packets.
+fn masquerading(family: IpFamily, mark: u32) -> Chain {
+    let hairpin = Rule::new(vec![
+        Stmt::is_in(
+            Expr::Ct(CtKey::Status),
+            Expr::Literal(Value::CtFlag(CtFlag::Dnat)),
+        ),
+        Stmt::is_in(
+            Expr::Concat(vec![
+                Expr::Payload(family.saddr()),
+                Expr::Payload(family.daddr()),
+            ]),
+            Expr::SetRef(ENDPOINT_HAIRPIN.to_owned()),
+        ),
+        set_mark(BitOp::Or, mark),
+    ]);
+    let unmarked = Rule::new(vec![
+        Stmt::Match {
+            left: Expr::Bitwise {
+                left: Box::new(Expr::Meta(MetaKey::Mark)),
+                op: BitOp::And,
+                right: mark,
+            },
+            op: CmpOp::Eq,
+            right: Expr::Literal(Value::Int(0)),
+        },
+        Stmt::Verdict(Verdict::Return),
+    ]);
+    Chain::regular(MASQUERADING)
+        .with_rule(hairpin)
+        .with_rule(unmarked)
+        .with_rule(Rule::new(vec![set_mark(BitOp::Xor, mark)]))
+        .with_rule(Rule::new(vec![Stmt::Masquerade { fully_random: true }]))
+}

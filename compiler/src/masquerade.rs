@@ -1,0 +1,107 @@
+//! The one masquerade-marking rule at the top of `services`, chosen per family from the
+//! configuration (`masqueradeAll`, `detectLocalMode`) as `docs/ruleset.md` specifies.
+//!
+//! One rule per table instead of one per service (kube-proxy's choice): no chain grows with
+//! the number of services and nothing is evaluated twice. A detector that knows nothing
+//! about a family (no cluster CIDR of it, no pod CIDR of it) gives no rule in that family.
+
+use ipnet::IpNet;
+use nftproxy_rules::{BitOp, Expr, MetaKey, Rule, Stmt, Value};
+
+use crate::config::{CompileConfig, DetectLocal};
+use crate::diagnostic::{Diagnostic, ObjectRef, Severity};
+use crate::family::IpFamily;
+use crate::layout::{self, CLUSTER_IPS};
+
+/// Linux limits interface names to 15 bytes.
+const IFNAME_MAX: usize = 15;
+
+/// The masquerade rule of each family, indexed by [`IpFamily::index`].
+/// `pod_cidrs` are this node's `spec.podCIDRs` (for `NodeCIDR`).
+pub fn rules(
+    config: &CompileConfig,
+    pod_cidrs: &[IpNet],
+    mark: u32,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> [Option<Rule>; 2] {
+    let mut interface = |name: &str, wildcard: bool, field: &str| {
+        let valid = valid_ifname(name);
+        if !valid {
+            diagnostics.push(config_error(format!(
+                "detectLocal.{field} {name:?} is not a valid interface name; ClusterIP traffic is not masqueraded"
+            )));
+        }
+        valid.then(|| Value::Ifname {
+            name: name.to_owned(),
+            wildcard,
+        })
+    };
+    let iif = match &config.detect_local {
+        DetectLocal::BridgeInterface(name) => interface(name, false, "bridgeInterface"),
+        DetectLocal::InterfaceNamePrefix(prefix) => interface(prefix, true, "interfaceNamePrefix"),
+        _ => None,
+    };
+    IpFamily::ALL.map(|family| {
+        let condition = if config.masquerade_all {
+            Some(None)
+        } else {
+            match &config.detect_local {
+                DetectLocal::None => None,
+                DetectLocal::ClusterCidr(cidrs) => source_not_in(family, cidrs).map(Some),
+                DetectLocal::NodeCidr => source_not_in(family, pod_cidrs).map(Some),
+                DetectLocal::BridgeInterface(_) | DetectLocal::InterfaceNamePrefix(_) => iif
+                    .clone()
+                    .map(|name| Some(Stmt::ne(Expr::Meta(MetaKey::Iifname), Expr::Literal(name)))),
+            }
+        };
+        condition.map(|condition| rule(family, condition, mark))
+    })
+}
+
+/// `ip daddr @cluster-ips [CONDITION] meta mark set meta mark | MARK`
+fn rule(family: IpFamily, condition: Option<Stmt>, mark: u32) -> Rule {
+    let mut stmts = vec![Stmt::is_in(
+        Expr::Payload(family.daddr()),
+        Expr::SetRef(CLUSTER_IPS.to_owned()),
+    )];
+    stmts.extend(condition);
+    stmts.push(layout::set_mark(BitOp::Or, mark));
+    Rule::new(stmts)
+}
+
+/// `ip saddr != CIDR` (or `!= { CIDR, … }`), from the CIDRs of `family`; `None` if none.
+fn source_not_in(family: IpFamily, cidrs: &[IpNet]) -> Option<Stmt> {
+    let mut values: Vec<Value> = cidrs
+        .iter()
+        .filter(|net| IpFamily::of_net(net) == family)
+        .map(|net| Value::Prefix(net.trunc()))
+        .collect();
+    values.sort();
+    values.dedup();
+    let right = match values.len() {
+        0 => return None,
+        1 => Expr::Literal(values.remove(0)),
+        _ => Expr::AnonSet(values),
+    };
+    Some(Stmt::ne(Expr::Payload(family.saddr()), right))
+}
+
+/// Whether `name` can be an interface name (or a prefix of one) that renders safely
+/// inside nft's double quotes.
+fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= IFNAME_MAX
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'+'))
+}
+
+fn config_error(message: String) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        object: ObjectRef::new("KubeProxyConfiguration", None, "config"),
+        message,
+    }
+}

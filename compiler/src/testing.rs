@@ -1,0 +1,415 @@
+//! Fluent builders for test fixtures (Services, EndpointSlices, Endpoints, Nodes) and
+//! queries over a compiled ruleset, so that tests read as the behaviour they check.
+//!
+//! `service("ns/web").cluster_ip("198.19.0.10").port("http", 80)` and
+//! `slice("ns/web-1", "web").port("http", 8080).endpoint(ep("198.18.1.5").node("node-1"))`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::{
+    EndpointAddress, EndpointPort as LegacyPort, EndpointSubset, Endpoints, Node, NodeSpec,
+    Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::api::networking::v1::{ServiceCIDR, ServiceCIDRSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use nftproxy_rules::{Family, Stmt, Table, TableId, Value, Verdict};
+
+use crate::{ClusterSnapshot, CompileConfig, Compiled};
+
+/// `"ns/name"` into metadata.
+fn meta(ns_name: &str) -> ObjectMeta {
+    let (namespace, name) = ns_name.split_once('/').expect("ns/name");
+    ObjectMeta {
+        namespace: Some(namespace.to_owned()),
+        name: Some(name.to_owned()),
+        ..ObjectMeta::default()
+    }
+}
+
+/// A ClusterIP Service; add IPs and ports.
+pub fn service(ns_name: &str) -> ServiceBuilder {
+    ServiceBuilder(Service {
+        metadata: meta(ns_name),
+        spec: Some(ServiceSpec::default()),
+        status: None,
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceBuilder(pub Service);
+
+impl ServiceBuilder {
+    fn spec(&mut self) -> &mut ServiceSpec {
+        self.0.spec.get_or_insert_with(ServiceSpec::default)
+    }
+
+    pub fn cluster_ip(mut self, ip: &str) -> Self {
+        self.spec().cluster_ip = Some(ip.to_owned());
+        self
+    }
+
+    pub fn cluster_ips(mut self, ips: &[&str]) -> Self {
+        self.spec().cluster_ips = Some(ips.iter().map(|s| (*s).to_owned()).collect());
+        self.spec().cluster_ip = ips.first().map(|s| (*s).to_owned());
+        self
+    }
+
+    /// A TCP port.
+    pub fn port(self, name: &str, port: i32) -> Self {
+        self.port_proto(name, port, "TCP")
+    }
+
+    pub fn port_proto(mut self, name: &str, port: i32, protocol: &str) -> Self {
+        let ports = self.spec().ports.get_or_insert_with(Vec::new);
+        ports.push(ServicePort {
+            name: (!name.is_empty()).then(|| name.to_owned()),
+            port,
+            protocol: Some(protocol.to_owned()),
+            ..ServicePort::default()
+        });
+        self
+    }
+
+    pub fn internal_local(mut self) -> Self {
+        self.spec().internal_traffic_policy = Some("Local".to_owned());
+        self
+    }
+
+    pub fn type_(mut self, type_: &str) -> Self {
+        self.spec().type_ = Some(type_.to_owned());
+        self
+    }
+
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        let labels = self.0.metadata.labels.get_or_insert_with(BTreeMap::new);
+        labels.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// `creationTimestamp` at `seconds` after the epoch.
+    pub fn created(mut self, seconds: i64) -> Self {
+        let ts = Timestamp::from_second(seconds).expect("timestamp");
+        self.0.metadata.creation_timestamp = Some(Time(ts));
+        self
+    }
+
+    pub fn build(self) -> Service {
+        self.0
+    }
+}
+
+/// An IPv4 EndpointSlice of `service`; add ports and endpoints.
+pub fn slice(ns_name: &str, service: &str) -> SliceBuilder {
+    let mut metadata = meta(ns_name);
+    metadata.labels = Some(BTreeMap::from([(
+        crate::index::SERVICE_NAME_LABEL.to_owned(),
+        service.to_owned(),
+    )]));
+    SliceBuilder(EndpointSlice {
+        address_type: "IPv4".to_owned(),
+        endpoints: Vec::new(),
+        metadata,
+        ports: None,
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct SliceBuilder(pub EndpointSlice);
+
+impl SliceBuilder {
+    pub fn address_type(mut self, address_type: &str) -> Self {
+        self.0.address_type = address_type.to_owned();
+        self
+    }
+
+    pub fn ipv6(self) -> Self {
+        self.address_type("IPv6")
+    }
+
+    /// A TCP port.
+    pub fn port(self, name: &str, port: i32) -> Self {
+        self.port_proto(name, port, "TCP")
+    }
+
+    pub fn port_proto(mut self, name: &str, port: i32, protocol: &str) -> Self {
+        self.0
+            .ports
+            .get_or_insert_with(Vec::new)
+            .push(EndpointPort {
+                name: Some(name.to_owned()),
+                port: Some(port),
+                protocol: Some(protocol.to_owned()),
+                app_protocol: None,
+            });
+        self
+    }
+
+    pub fn endpoint(mut self, endpoint: EndpointBuilder) -> Self {
+        self.0.endpoints.push(endpoint.0);
+        self
+    }
+
+    /// Ready endpoints with these addresses, on no node.
+    pub fn ready(self, addresses: &[&str]) -> Self {
+        addresses.iter().fold(self, |s, a| s.endpoint(ep(a)))
+    }
+
+    pub fn build(self) -> EndpointSlice {
+        self.0
+    }
+}
+
+/// An endpoint with no conditions (that is: ready).
+pub fn ep(address: &str) -> EndpointBuilder {
+    EndpointBuilder(Endpoint {
+        addresses: vec![address.to_owned()],
+        ..Endpoint::default()
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct EndpointBuilder(pub Endpoint);
+
+impl EndpointBuilder {
+    pub fn node(mut self, node: &str) -> Self {
+        self.0.node_name = Some(node.to_owned());
+        self
+    }
+
+    pub fn conditions(
+        mut self,
+        ready: Option<bool>,
+        serving: Option<bool>,
+        terminating: Option<bool>,
+    ) -> Self {
+        self.0.conditions = Some(EndpointConditions {
+            ready,
+            serving,
+            terminating,
+        });
+        self
+    }
+
+    /// Terminating but still serving (the fallback kind).
+    pub fn terminating(self) -> Self {
+        self.conditions(Some(false), Some(true), Some(true))
+    }
+
+    /// Terminating and no longer serving (never used).
+    pub fn not_serving(self) -> Self {
+        self.conditions(Some(false), Some(false), Some(true))
+    }
+
+    pub fn not_ready(self) -> Self {
+        self.conditions(Some(false), Some(false), Some(false))
+    }
+}
+
+/// A legacy Endpoints object with one subset.
+pub fn legacy(
+    ns_name: &str,
+    ports: &[(&str, i32)],
+    ready: &[&str],
+    not_ready: &[&str],
+) -> Endpoints {
+    let address = |ip: &&str| EndpointAddress {
+        ip: (*ip).to_owned(),
+        ..EndpointAddress::default()
+    };
+    Endpoints {
+        metadata: meta(ns_name),
+        subsets: Some(vec![EndpointSubset {
+            addresses: Some(ready.iter().map(address).collect()),
+            not_ready_addresses: Some(not_ready.iter().map(address).collect()),
+            ports: Some(
+                ports
+                    .iter()
+                    .map(|(name, port)| LegacyPort {
+                        name: (!name.is_empty()).then(|| (*name).to_owned()),
+                        port: *port,
+                        ..LegacyPort::default()
+                    })
+                    .collect(),
+            ),
+        }]),
+    }
+}
+
+/// A Node with pod CIDRs.
+pub fn node(name: &str, pod_cidrs: &[&str]) -> Node {
+    Node {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(NodeSpec {
+            pod_cidrs: Some(pod_cidrs.iter().map(|s| (*s).to_owned()).collect()),
+            ..NodeSpec::default()
+        }),
+        status: None,
+    }
+}
+
+pub fn service_cidr(name: &str, cidrs: &[&str]) -> ServiceCIDR {
+    ServiceCIDR {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceCIDRSpec {
+            cidrs: Some(cidrs.iter().map(|s| (*s).to_owned()).collect()),
+        }),
+        status: None,
+    }
+}
+
+/// A snapshot under construction.
+#[derive(Debug, Clone, Default)]
+pub struct Cluster(pub ClusterSnapshot);
+
+pub fn cluster() -> Cluster {
+    Cluster::default()
+}
+
+impl Cluster {
+    pub fn service(mut self, service: ServiceBuilder) -> Self {
+        self.0.services.push(service.build());
+        self
+    }
+
+    pub fn slice(mut self, slice: SliceBuilder) -> Self {
+        self.0.endpoint_slices.push(slice.build());
+        self
+    }
+
+    pub fn endpoints(mut self, endpoints: Endpoints) -> Self {
+        self.0.endpoints.push(endpoints);
+        self
+    }
+
+    pub fn node(mut self, node: Node) -> Self {
+        self.0.nodes.push(node);
+        self
+    }
+
+    pub fn service_cidr(mut self, cidr: ServiceCIDR) -> Self {
+        self.0.service_cidrs.push(cidr);
+        self
+    }
+
+    /// Compiles as node `node-1` with the default configuration.
+    pub fn compile(&self) -> Compiled {
+        crate::compile(&self.0, &config())
+    }
+}
+
+/// The default configuration, as node `node-1`.
+pub fn config() -> CompileConfig {
+    CompileConfig {
+        hostname: "node-1".to_owned(),
+        ..CompileConfig::default()
+    }
+}
+
+/// Queries over a compiled ruleset.
+impl Compiled {
+    pub fn table_of(&self, family: Family) -> &Table {
+        self.ruleset
+            .table(&TableId::new(family, "nftproxy"))
+            .expect("table")
+    }
+
+    fn table_for(&self, vip: &str) -> (&Table, IpAddr) {
+        let ip: IpAddr = vip.parse().expect("ip");
+        let family = if ip.is_ipv4() {
+            Family::Ip
+        } else {
+            Family::Ip6
+        };
+        (self.table_of(family), ip)
+    }
+
+    fn lookup(&self, map: &str, vip: &str, proto: &str, port: u16) -> Option<(Verdict, String)> {
+        let (table, ip) = self.table_for(vip);
+        let proto = crate::protocol::Protocol::parse(Some(proto))
+            .expect("protocol")
+            .l4();
+        let key = vec![Value::from(ip), Value::Proto(proto), Value::Port(port)];
+        let element = table.sets[map]
+            .elements
+            .get(&nftproxy_rules::ElementKey(key))?;
+        match &element.value {
+            Some(Value::Verdict(v)) => {
+                Some((v.clone(), element.comment.clone().unwrap_or_default()))
+            }
+            other => panic!("not a verdict: {other:?}"),
+        }
+    }
+
+    /// The `service-ips` verdict of `vip . proto . port`, with its comment.
+    pub fn service_ip(&self, vip: &str, proto: &str, port: u16) -> Option<(Verdict, String)> {
+        self.lookup("service-ips", vip, proto, port)
+    }
+
+    /// The `no-endpoint-services` verdict of `vip . proto . port`, with its comment.
+    pub fn no_endpoint(&self, vip: &str, proto: &str, port: u16) -> Option<(Verdict, String)> {
+        self.lookup("no-endpoint-services", vip, proto, port)
+    }
+
+    /// The `dnat` targets (`addr:port`, `[addr]:port`) of the chain `vip . proto . port`
+    /// dispatches to, in rule order; empty when it has none.
+    pub fn targets(&self, vip: &str, proto: &str, port: u16) -> Vec<String> {
+        let Some((Verdict::Goto(chain), _)) = self.service_ip(vip, proto, port) else {
+            return Vec::new();
+        };
+        let (table, _) = self.table_for(vip);
+        table.chains[&chain]
+            .rules
+            .iter()
+            .flat_map(|r| &r.stmts)
+            .filter_map(|s| match s {
+                Stmt::Dnat {
+                    addr: IpAddr::V4(a),
+                    port: Some(p),
+                } => Some(format!("{a}:{p}")),
+                Stmt::Dnat {
+                    addr: IpAddr::V6(a),
+                    port: Some(p),
+                } => Some(format!("[{a}]:{p}")),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The keys of a set, rendered with `Debug`, for compact assertions.
+    pub fn set_len(&self, family: Family, set: &str) -> usize {
+        self.table_of(family).sets[set].elements.len()
+    }
+
+    /// Whether the set holds the element with this (single-value) key.
+    pub fn set_has(&self, family: Family, set: &str, key: Vec<Value>) -> bool {
+        self.table_of(family).sets[set]
+            .elements
+            .contains_key(&nftproxy_rules::ElementKey(key))
+    }
+
+    /// The diagnostics, one line each.
+    pub fn messages(&self) -> Vec<String> {
+        self.diagnostics.iter().map(ToString::to_string).collect()
+    }
+
+    /// The number of `service-…` chains in both tables.
+    pub fn service_chains(&self) -> usize {
+        self.ruleset
+            .tables
+            .values()
+            .flat_map(|t| t.chains.keys())
+            .filter(|name| name.starts_with("service-") && *name != "service-endpoints-check")
+            .count()
+    }
+}

@@ -1,0 +1,17 @@
+//! Behaviour of `compile` for ClusterIP services, one Kubernetes rule per test.
+
+mod ruleset;
+mod selection;
+mod services;
+
+use crate::testing::{ServiceBuilder, service};
+use nftproxy_rules::Verdict;
+
+fn goto(chain: &str) -> Verdict {
+    Verdict::Goto(chain.to_owned())
+}
+
+/// `ns/web`: ClusterIP 198.19.0.10, port `http` 80/TCP.
+fn web() -> ServiceBuilder {
+    service("ns/web").cluster_ip("198.19.0.10").port("http", 80)
+}
