@@ -1,3 +1,32 @@
-//! nftproxy: the binary (CLI entry point).
+//! nftproxy: the binary's entry point: parse the command line, set up logging, dispatch.
+//!
+//! Exit status: 0 ok, 1 diagnostics with `--strict`, 2 unusable input or bad flags.
 
-fn main() {}
+mod cli;
+mod compile_cmd;
+mod inputs;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// Exit status for unusable input (clap uses the same for bad flags).
+const EXIT_UNUSABLE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(err) = logging::init(cli.log_format) {
+        eprintln!("error: {err:#}");
+        return ExitCode::from(EXIT_UNUSABLE);
+    }
+    let result = match &cli.command {
+        Command::Compile(args) => compile_cmd::run(args),
+    };
+    result.unwrap_or_else(|err| {
+        eprintln!("error: {err:#}");
+        ExitCode::from(EXIT_UNUSABLE)
+    })
+}

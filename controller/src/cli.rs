@@ -1,0 +1,133 @@
+//! The command line: `nftproxy [--log-format text|json] compile [OPTIONS] INPUT...`.
+//!
+//! Only the shape of the command line lives here (clap derive); what a subcommand does lives
+//! in its own module. Bad flags make clap exit with status 2, like unusable input.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A Kubernetes service proxy that programs nftables.
+#[derive(Debug, Parser)]
+#[command(name = "nftproxy", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Format of log lines on stderr (level from RUST_LOG, default `warn`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compile manifests into the nftables ruleset a node would get (nft script or JSON).
+    Compile(CompileArgs),
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Output format of `compile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// The nft script, for `nft -f`.
+    Nft,
+    /// libnftables JSON, for `nft -j -f`.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// A KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The node to compile for (default: hostnameOverride, else this machine's hostname).
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// An address of the node, in addition to its Node object's status.addresses.
+    #[arg(long = "node-ip", value_name = "IP")]
+    pub node_ips: Vec<IpAddr>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Nft)]
+    pub format: OutputFormat,
+
+    /// Write the ruleset to FILE instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Exit with status 1 when there are diagnostics (the ruleset is still written).
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Manifest files or directories (*.yaml, *.yml, *.json, recursively); `-` is stdin.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn compile_accepts_every_documented_flag() {
+        let cli = Cli::try_parse_from([
+            "nftproxy",
+            "--log-format",
+            "json",
+            "compile",
+            "--config",
+            "c.yaml",
+            "--hostname",
+            "node-1",
+            "--node-ip",
+            "198.51.100.7",
+            "--node-ip",
+            "2001:db8:51::7",
+            "--format",
+            "json",
+            "-o",
+            "out.json",
+            "--strict",
+            "a.yaml",
+            "-",
+        ]);
+        let Ok(Cli {
+            log_format,
+            command: Command::Compile(args),
+        }) = cli
+        else {
+            panic!("should parse: {cli:?}");
+        };
+        assert_eq!(log_format, LogFormat::Json);
+        assert_eq!(args.hostname.as_deref(), Some("node-1"));
+        assert_eq!(args.node_ips.len(), 2);
+        assert_eq!(args.format, OutputFormat::Json);
+        assert!(args.strict);
+        assert_eq!(args.inputs, [PathBuf::from("a.yaml"), PathBuf::from("-")]);
+    }
+
+    #[test]
+    fn compile_without_input_is_refused() {
+        assert!(Cli::try_parse_from(["nftproxy", "compile"]).is_err());
+    }
+
+    #[test]
+    fn node_ip_must_be_an_address() {
+        assert!(Cli::try_parse_from(["nftproxy", "compile", "--node-ip", "node", "a"]).is_err());
+    }
+}

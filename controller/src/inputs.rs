@@ -1,0 +1,349 @@
+//! Input manifests: expanding INPUT arguments into files, decoding them, and remembering
+//! where every object came from (file and line) so diagnostics can point at it.
+//!
+//! Directories are walked recursively; only `*.yaml`, `*.yml` and `*.json` files are read,
+//! in sorted path order, and hidden entries (`.git`, a ConfigMap volume's `..data`) are
+//! skipped. A file named explicitly is read whatever its extension; `-` is stdin.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use nftproxy_compiler::manifest::{self, Decoded, Object, OtherObject};
+use nftproxy_compiler::{ClusterSnapshot, ObjectRef};
+
+/// Where an object was decoded from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The file as the user named it (or `<stdin>`).
+    pub file: String,
+    /// 1-based line of the object's first line.
+    pub line: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// Everything read from the INPUT arguments.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    pub snapshot: ClusterSnapshot,
+    /// Where each object of the snapshot was decoded.
+    pub origins: BTreeMap<ObjectRef, Origin>,
+    /// Formatted warning lines about the input itself (unknown kinds, duplicates).
+    pub warnings: Vec<String>,
+}
+
+/// Why the input cannot be used (exit status 2).
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("<stdin>: cannot read: {0}")]
+    Stdin(std::io::Error),
+    #[error("`-` (stdin) can be given only once")]
+    StdinTwice,
+    #[error("{file}:{line}: {message}")]
+    Decode {
+        file: String,
+        line: usize,
+        message: String,
+    },
+}
+
+/// One source of manifest text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Stdin,
+    File(PathBuf),
+}
+
+impl Source {
+    /// The name used in messages.
+    pub fn display_name(&self) -> String {
+        match self {
+            Source::Stdin => "<stdin>".to_owned(),
+            Source::File(p) => p.display().to_string(),
+        }
+    }
+
+    fn read(&self) -> Result<String, InputError> {
+        match self {
+            Source::Stdin => {
+                let mut text = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .map_err(InputError::Stdin)?;
+                Ok(text)
+            }
+            Source::File(p) => std::fs::read_to_string(p).map_err(|source| InputError::Read {
+                path: p.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+/// Expands INPUT arguments into sources, in argument order (directory contents sorted).
+pub fn expand(args: &[PathBuf]) -> Result<Vec<Source>, InputError> {
+    let mut sources = Vec::new();
+    let mut stdin_seen = false;
+    for arg in args {
+        if arg.as_os_str() == "-" {
+            if stdin_seen {
+                return Err(InputError::StdinTwice);
+            }
+            stdin_seen = true;
+            sources.push(Source::Stdin);
+            continue;
+        }
+        let meta = std::fs::metadata(arg).map_err(|source| InputError::Read {
+            path: arg.clone(),
+            source,
+        })?;
+        if meta.is_dir() {
+            let mut files = Vec::new();
+            walk(arg, &mut files)?;
+            files.sort();
+            sources.extend(files.into_iter().map(Source::File));
+        } else {
+            sources.push(Source::File(arg.clone()));
+        }
+    }
+    Ok(sources)
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), InputError> {
+    let read_err = |source| InputError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(read_err)? {
+        let path = entry.map_err(read_err)?.path();
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if hidden {
+            continue;
+        }
+        // `metadata` follows symlinks, as a user listing the directory would expect.
+        let meta = std::fs::metadata(&path).map_err(|source| InputError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        if meta.is_dir() {
+            walk(&path, files)?;
+        } else if is_manifest(&path) {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn is_manifest(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+}
+
+/// Reads every source and decodes it into one snapshot, recording where objects came from.
+pub fn load(args: &[PathBuf]) -> Result<Inputs, InputError> {
+    let mut collector = Collector::default();
+    for source in expand(args)? {
+        let text = source.read()?;
+        let file = source.display_name();
+        let decoded = manifest::decode(&text).map_err(|e| InputError::Decode {
+            file: file.clone(),
+            line: e.line,
+            message: e.message,
+        })?;
+        for Decoded { line, object } in decoded {
+            collector.add(&file, line, object);
+        }
+    }
+    Ok(collector.finish())
+}
+
+/// Objects gathered from all sources, keyed by identity (a later duplicate wins, with a
+/// warning), so the snapshot does not depend on input order.
+#[derive(Debug, Default)]
+struct Collector {
+    objects: BTreeMap<ObjectRef, (Origin, Object)>,
+    warnings: Vec<String>,
+}
+
+impl Collector {
+    fn add(&mut self, file: &str, line: usize, object: Object) {
+        let origin = Origin {
+            file: file.to_owned(),
+            line,
+        };
+        let (kind, meta) = match &object {
+            Object::Service(o) => ("Service", &o.metadata),
+            Object::EndpointSlice(o) => ("EndpointSlice", &o.metadata),
+            Object::Endpoints(o) => ("Endpoints", &o.metadata),
+            Object::Node(o) => ("Node", &o.metadata),
+            Object::ServiceCidr(o) => ("ServiceCIDR", &o.metadata),
+            Object::Other(other) => {
+                self.warnings.push(other_kind_warning(&origin, other));
+                return;
+            }
+        };
+        let namespaced = !matches!(kind, "Node" | "ServiceCIDR");
+        let namespace = namespaced.then(|| meta.namespace.as_deref().unwrap_or("default"));
+        let name = meta.name.as_deref().unwrap_or("<unnamed>");
+        let key = ObjectRef::new(kind, namespace, name);
+        if let Some((earlier, _)) = self.objects.get(&key) {
+            self.warnings.push(format!(
+                "warning: {origin}: {key}: duplicate of the object at {earlier}; this one is used"
+            ));
+        }
+        self.objects.insert(key, (origin, object));
+    }
+
+    fn finish(self) -> Inputs {
+        let mut inputs = Inputs {
+            warnings: self.warnings,
+            ..Inputs::default()
+        };
+        let snapshot = &mut inputs.snapshot;
+        for (key, (origin, object)) in self.objects {
+            match object {
+                Object::Service(o) => snapshot.services.push(*o),
+                Object::EndpointSlice(o) => snapshot.endpoint_slices.push(*o),
+                Object::Endpoints(o) => snapshot.endpoints.push(*o),
+                Object::Node(o) => snapshot.nodes.push(*o),
+                Object::ServiceCidr(o) => snapshot.service_cidrs.push(*o),
+                Object::Other(_) => continue,
+            }
+            inputs.origins.insert(key, origin);
+        }
+        inputs
+    }
+}
+
+/// The warning for an object nftproxy does not read: `warning: FILE:LINE: Kind name: why`.
+fn other_kind_warning(origin: &Origin, other: &OtherObject) -> String {
+    let kind = &other.kind;
+    let object = match &other.name {
+        Some(name) => format!("{kind} {name}"),
+        None => kind.clone(),
+    };
+    if kind == "KubeProxyConfiguration" {
+        format!(
+            "warning: {origin}: {object}: ignored in INPUT; pass the configuration with --config"
+        )
+    } else {
+        format!(
+            "warning: {origin}: {object}: kind {kind} ({}) is not read by nftproxy; ignored",
+            other.api_version
+        )
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Node;
+
+    #[test]
+    fn decode_errors_name_the_file_and_the_line_in_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        let text = "apiVersion: v1\nkind: Node\nmetadata: {name: n}\n---\napiVersion: v1\nkind: Service\nspec:\n  ports: 3\n";
+        std::fs::write(&path, text).unwrap();
+        let Err(err @ InputError::Decode { line: 8, .. }) = load(std::slice::from_ref(&path))
+        else {
+            panic!("should fail at line 8");
+        };
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}:8: ", path.display())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn objects_are_located_and_other_kinds_become_warnings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        let text = "apiVersion: v1\nkind: Node\nmetadata: {name: n}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\n";
+        std::fs::write(&path, text).unwrap();
+        let inputs = load(std::slice::from_ref(&path)).unwrap();
+        assert_eq!(inputs.snapshot.nodes.len(), 1);
+        assert_eq!(
+            inputs.origins[&ObjectRef::new("Node", None, "n")].to_string(),
+            format!("{}:1", path.display())
+        );
+        assert_eq!(inputs.warnings.len(), 1);
+        assert!(
+            inputs.warnings[0]
+                .starts_with(&format!("warning: {}:5: ConfigMap cm:", path.display())),
+            "{:?}",
+            inputs.warnings
+        );
+    }
+
+    #[test]
+    fn later_duplicate_wins_with_a_warning_naming_both_places() {
+        let mut collector = Collector::default();
+        for (file, line) in [("a.yaml", 1), ("b.yaml", 9)] {
+            let node = Node {
+                metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                    name: Some("n".to_owned()),
+                    ..Default::default()
+                },
+                ..Node::default()
+            };
+            collector.add(file, line, Object::Node(Box::new(node)));
+        }
+        let inputs = collector.finish();
+        assert_eq!(inputs.snapshot.nodes.len(), 1);
+        assert_eq!(
+            inputs.origins[&ObjectRef::new("Node", None, "n")].to_string(),
+            "b.yaml:9"
+        );
+        assert!(
+            inputs.warnings[0].contains("a.yaml:1"),
+            "{:?}",
+            inputs.warnings
+        );
+    }
+
+    #[test]
+    fn directories_expand_to_sorted_manifest_files_without_hidden_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.yaml", "a/z.json", "a/y.yml", "notes.txt", ".git/x.yaml"] {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "").unwrap();
+        }
+        let got = expand(&[dir.path().to_path_buf()]).unwrap();
+        let want: Vec<Source> = ["a/y.yml", "a/z.json", "b.yaml"]
+            .iter()
+            .map(|n| Source::File(dir.path().join(n)))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn stdin_may_be_given_once() {
+        let dash = PathBuf::from("-");
+        assert_eq!(
+            expand(std::slice::from_ref(&dash)).unwrap(),
+            [Source::Stdin]
+        );
+        assert!(matches!(
+            expand(&[dash.clone(), dash]),
+            Err(InputError::StdinTwice)
+        ));
+    }
+}
