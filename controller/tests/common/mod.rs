@@ -1,0 +1,4 @@
+//! Support shared by the controller's integration tests (each test file includes what it uses).
+#![allow(dead_code)]
+
+pub mod netns;
