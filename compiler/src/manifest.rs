@@ -249,24 +249,47 @@ impl Header {
 /// A YAML error with its position moved from the document to the whole text.
 fn yaml_error(err: &serde_yaml::Error, chunk: &Chunk<'_>) -> ManifestError {
     match err.location() {
-        Some(loc) => ManifestError {
-            line: chunk.first_line + loc.line() - 1,
-            column: Some(loc.column()),
-            message: strip_location(err.to_string(), loc.line(), loc.column()),
-        },
+        Some(loc) => {
+            let line = chunk.first_line + loc.line() - 1;
+            let message = shift_lines(&err.to_string(), chunk.first_line - 1);
+            ManifestError {
+                line,
+                column: Some(loc.column()),
+                message: strip_location(message, line, loc.column()),
+            }
+        }
         None => ManifestError {
             line: chunk.content_line,
             column: None,
-            message: err.to_string(),
+            message: shift_lines(&err.to_string(), chunk.first_line - 1),
         },
     }
 }
 
-/// Drops the library's own ` at line L column C` (relative to the document).
+/// Rewrites every `line N` the library wrote (relative to the document) as a line of the
+/// whole text, so a message never names two different numberings.
+fn shift_lines(message: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("line ") {
+        let (before, after) = rest.split_at(at + "line ".len());
+        out.push_str(before);
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        match after[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&after[..digits]),
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Drops the primary ` at line L column C` (already given as `file:line`), wherever it stands.
 fn strip_location(message: String, line: usize, column: usize) -> String {
-    let suffix = format!(" at line {line} column {column}");
-    match message.strip_suffix(&suffix) {
-        Some(stripped) => stripped.to_owned(),
+    let primary = format!(" at line {line} column {column}");
+    match message.find(&primary) {
+        Some(at) => format!("{}{}", &message[..at], &message[at + primary.len()..]),
         None => message,
     }
 }

@@ -138,3 +138,21 @@ fn yaml_flow_style_is_not_mistaken_for_json() {
     let text = "{apiVersion: v1, kind: Node, metadata: {name: n}}\n";
     assert_eq!(kinds(&decode(text).unwrap()), [(1, "Node".to_owned())]);
 }
+
+#[test]
+fn syntax_error_message_names_only_whole_text_lines() {
+    let text = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\napiVersion: v1\n\
+                kind: Service\nmetadata:\n  name: b\nspec:\n  ports: [ {port: 80}\n";
+    let err = decode(text).expect_err("unterminated flow sequence");
+    assert_eq!(err.line, 11);
+    assert!(
+        err.message.contains("flow sequence at line 10 column 10"),
+        "message should name the opening bracket by its line in the whole text: {}",
+        err.message
+    );
+    assert!(
+        !err.message.contains("line 6 "),
+        "document-relative line leaked: {}",
+        err.message
+    );
+}
