@@ -9,62 +9,19 @@
 
 mod common;
 
-use std::fs;
-use std::path::{Path, PathBuf};
+#[path = "../../compiler/tests/support/fixtures.rs"]
+mod fixtures;
+
+use std::path::Path;
 
 use common::netns::{NetNs, kernel_tests_enabled};
-use nftproxy_compiler::kube_proxy_config::{self, KubeProxyConfiguration};
-use nftproxy_compiler::manifest;
-use nftproxy_compiler::{ClusterSnapshot, CompileConfig, compile};
+use fixtures::{fixtures, load};
+use nftproxy_compiler::compile;
 use nftproxy_rules::{Family, Ruleset, TableId, diff, validate_ruleset};
-
-const HOSTNAME: &str = "node-1";
-
-fn fixtures() -> Vec<(String, PathBuf)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../compiler/tests/fixtures");
-    let mut paths: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|p| {
-            let name = p.file_stem().and_then(|s| s.to_str()).unwrap().to_owned();
-            (name, p)
-        })
-        .collect()
-}
 
 /// Compiles a fixture with the configuration it carries (or the defaults for `node-1`).
 fn compiled(name: &str, path: &Path) -> Ruleset {
-    let text = fs::read_to_string(path).expect("fixture");
-    let mut snapshot = ClusterSnapshot::default();
-    let mut config = None;
-    for decoded in manifest::decode(&text).unwrap_or_else(|e| panic!("{name}: {e}")) {
-        let Some(other) = snapshot.push(decoded.object) else {
-            continue;
-        };
-        if other.kind != kube_proxy_config::KIND {
-            continue;
-        }
-        let parsed: KubeProxyConfiguration =
-            serde_json::from_value(other.value).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let hostname = kube_proxy_config::resolve_hostname(None, &parsed.hostname_override, || {
-            Ok::<_, String>(HOSTNAME.to_owned())
-        })
-        .expect("hostname");
-        config = Some(
-            parsed
-                .compile_config(&hostname)
-                .unwrap_or_else(|e| panic!("{name}: {e}")),
-        );
-    }
-    let config = config.unwrap_or_else(|| CompileConfig {
-        hostname: HOSTNAME.to_owned(),
-        ..CompileConfig::default()
-    });
+    let (snapshot, config) = load(name, path);
     compile(&snapshot, &config).ruleset
 }
 

@@ -97,24 +97,17 @@ impl NetNs {
 
     /// Feeds `input` to `nft -f -` (or `nft -j -f -` when `json`) inside the namespace.
     pub fn nft_load(&self, input: &str, json: bool) -> Result<(), String> {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name, "nft"]);
-        if json {
-            cmd.arg("-j");
-        }
-        cmd.args(["-f", "-"]);
-        let output = run_with_stdin(&mut cmd, input);
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&output.stderr).into_owned())
-        }
+        self.nft_from_stdin(&[], input, json)
     }
 
     /// `nft -c -f -`: checks the input against the kernel without committing it.
     pub fn nft_check(&self, input: &str, json: bool) -> Result<(), String> {
+        self.nft_from_stdin(&["-c"], input, json)
+    }
+
+    fn nft_from_stdin(&self, flags: &[&str], input: &str, json: bool) -> Result<(), String> {
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name, "nft", "-c"]);
+        cmd.args(["netns", "exec", &self.name, "nft"]).args(flags);
         if json {
             cmd.arg("-j");
         }
