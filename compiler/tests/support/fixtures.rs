@@ -28,7 +28,10 @@ pub fn fixtures() -> Vec<(String, PathBuf)> {
     paths
         .into_iter()
         .map(|path| {
-            let name = path.file_stem().and_then(|s| s.to_str()).expect("file name");
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .expect("file name");
             (name.to_owned(), path)
         })
         .collect()
