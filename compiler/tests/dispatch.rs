@@ -1,5 +1,6 @@
 //! The data path stays flat: no chain that every packet traverses grows with the number of
 //! services; services only add map elements and their own chains.
+#![allow(clippy::expect_used)]
 
 use nftproxy_compiler::{ClusterSnapshot, CompileConfig, DetectLocal, compile, manifest};
 use nftproxy_rules::{Ruleset, TableId};
