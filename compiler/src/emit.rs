@@ -15,8 +15,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use nftproxy_rules::{
-    Chain, Element, ElementKey, Expr, L4Proto, MetaKey, Rule, Ruleset, Set, Stmt, Table, Value,
-    Verdict,
+    Chain, Element, ElementKey, Expr, L4Proto, MetaKey, Rule, Ruleset, Set, Stmt, Stmts, Table,
+    Value, Verdict,
 };
 
 use crate::family::IpFamily;
@@ -130,13 +130,13 @@ impl Building {
     fn finish(mut self, family: IpFamily) -> Table {
         let mut sets = Sets::new(family);
         fill(&mut sets.cluster_ips, self.cluster_ips, |ip| {
-            Element::key(vec![Value::from(ip)])
+            Element::key([Value::from(ip)])
         });
         fill(&mut sets.service_cidrs, self.service_cidrs, |net| {
-            Element::key(vec![Value::Prefix(net)])
+            Element::key([Value::Prefix(net)])
         });
         fill(&mut sets.endpoint_hairpin, self.hairpin, |ip| {
-            Element::key(vec![Value::from(ip), Value::from(ip)])
+            Element::key([Value::from(ip), Value::from(ip)])
         });
         fill_map(&mut sets.service_ips, self.service_ips);
         fill_map(&mut sets.no_endpoint_services, self.no_endpoint_services);
@@ -165,11 +165,7 @@ fn fill_map(set: &mut Set, mut dispatches: Vec<Dispatch>) {
         .into_iter()
         .map(|d| {
             let (vip, proto, port) = d.key;
-            let key = ElementKey(vec![
-                Value::from(vip),
-                Value::Proto(proto),
-                Value::Port(port),
-            ]);
+            let key = ElementKey::from([Value::from(vip), Value::Proto(proto), Value::Port(port)]);
             let element = Element {
                 key: key.clone(),
                 value: Some(Value::Verdict(d.verdict)),
@@ -187,7 +183,7 @@ fn cascade(name: &str, protocol: Protocol, targets: &[Target]) -> Chain {
     chain.rules.reserve_exact(count);
     for (i, target) in targets.iter().enumerate() {
         let remaining = count - i;
-        let mut stmts = Vec::with_capacity(3);
+        let mut stmts = Stmts::with_capacity(3);
         if remaining > 1 {
             stmts.push(Stmt::eq(
                 Expr::NumgenRandom {

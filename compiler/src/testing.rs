@@ -342,7 +342,7 @@ impl Compiled {
         let key = vec![Value::from(ip), Value::Proto(proto), Value::Port(port)];
         let element = table.sets[map]
             .elements
-            .get(&nftproxy_rules::ElementKey(key))?;
+            .get(&nftproxy_rules::ElementKey::from(key))?;
         match &element.value {
             Some(Value::Verdict(v)) => {
                 Some((v.clone(), element.comment.clone().unwrap_or_default()))
@@ -395,7 +395,7 @@ impl Compiled {
     pub fn set_has(&self, family: Family, set: &str, key: Vec<Value>) -> bool {
         self.table_of(family).sets[set]
             .elements
-            .contains_key(&nftproxy_rules::ElementKey(key))
+            .contains_key(&nftproxy_rules::ElementKey::from(key))
     }
 
     /// The diagnostics, one line each.

@@ -111,11 +111,11 @@ fn r1(r0: &Ruleset) -> Ruleset {
         )
         .with_comment("default/api:grpc"),
     );
-    for e in map.elements.values_mut() {
+    map.elements.update_each(|_, e| {
         if e.comment.as_deref() == Some("default/web:http") {
             e.comment = Some("default/web:80".into());
         }
-    }
+    });
     t.sets
         .get_mut("cluster-ips")
         .unwrap()
@@ -125,8 +125,9 @@ fn r1(r0: &Ruleset) -> Ruleset {
         .get_mut("endpoint-hairpin")
         .unwrap()
         .insert(Element::key(vec![ep.clone(), ep]));
-    let service = t.chains.get_mut(SERVICE).unwrap();
-    service.rules = vec![dnat_rule([198, 18, 1, 2])];
+    let mut service = t.chains.get_mut(SERVICE).unwrap();
+    service.rules = vec![dnat_rule([198, 18, 1, 2])].into();
+    drop(service);
     r
 }
 
@@ -163,11 +164,12 @@ fn r3(r2: &Ruleset) -> Ruleset {
     r.tables.remove(&TableId::new(Family::Ip6, "nftproxy"));
     let t = ip_table(&mut r);
     t.sets.remove("service-nodeports");
-    let services = t.chains.get_mut("services").unwrap();
+    let mut services = t.chains.get_mut("services").unwrap();
     services
         .rules
         .retain(|rule| !rule.to_string().contains("@service-nodeports"));
-    let chain = t.chains.get_mut(NEW_SERVICE).unwrap();
+    drop(services);
+    let mut chain = t.chains.get_mut(NEW_SERVICE).unwrap();
     let mut first = dnat_rule([198, 18, 2, 8]);
     first.stmts.insert(
         0,
@@ -177,6 +179,7 @@ fn r3(r2: &Ruleset) -> Ruleset {
         ),
     );
     chain.rules.insert(0, first);
+    drop(chain);
     r
 }
 

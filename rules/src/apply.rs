@@ -258,12 +258,9 @@ fn run_op(state: &mut Ruleset, op: &Op) -> Result<(), Refusal> {
         }
         Op::FlushChain { table, chain } => {
             let t = table_mut(state, table)?;
-            let c = t
-                .chains
-                .get_mut(chain)
-                .ok_or_else(|| Refusal::MissingChain(chain.clone()))?;
-            c.rules.clear();
-            Ok(())
+            t.chains
+                .update(chain.as_str(), |c| c.rules.clear())
+                .ok_or_else(|| Refusal::MissingChain(chain.clone()))
         }
         Op::DeleteChain { table, chain } => delete_chain(table_mut(state, table)?, chain),
         Op::AddRule { table, chain, rule } => add_rule(table_mut(state, table)?, chain, rule),
@@ -396,9 +393,7 @@ fn add_rule(t: &mut Table, chain: &str, rule: &Rule) -> Result<(), Refusal> {
             return Err(Refusal::NotVerdictMap(map.clone()));
         }
     }
-    if let Some(c) = t.chains.get_mut(chain) {
-        c.push(rule.clone());
-    }
+    t.chains.update(chain, |c| c.push(rule.clone()));
     let adds_edges = rule
         .stmts
         .iter()

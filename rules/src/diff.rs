@@ -16,8 +16,10 @@
 //!
 //! After step 2 the reference graph is a subgraph of the old one, and every edge added in
 //! step 4 belongs to the new one, so no step can close a loop if the new ruleset has none.
-//! The walk over tables, sets, chains and elements is a merge of sorted maps: linear in the
-//! size of the rulesets, and nothing is cloned but what goes into the transaction.
+//! The walk over tables, sets, chains and elements is a merge of sorted maps, restricted to
+//! the shards of chains and elements whose content digests differ (see [`crate::digest`]):
+//! proportional to what changed, not to the size of the rulesets, and nothing is cloned but
+//! what goes into the transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::iter::Peekable;
@@ -227,8 +229,11 @@ impl<'a> TableDiff<'a> {
         Ok(())
     }
 
+    /// Walks only the chain shards whose digests differ; inside them, a chain whose rules
+    /// digest is unchanged is unchanged (see [`crate::digest`]), so no rule is read.
     fn compare_chains(&mut self) -> Result<(), DiffError> {
-        for (name, side) in merge(&self.old.chains, &self.new.chains) {
+        let shards = self.old.chains.shard_pairs(&self.new.chains, false);
+        for (name, side) in shards.flat_map(|(o, n)| merge(o, n)) {
             match side {
                 Side::Old(_) => {
                     self.removed_chains.insert(name);
@@ -241,12 +246,14 @@ impl<'a> TableDiff<'a> {
                     check_key("chain", name, &n.name)?;
                     self.recreated_chains.insert(name);
                 }
-                Side::Both(o, n) if o.rules != n.rules => {
+                Side::Both(o, n) if o.rules.digest() != n.rules.digest() => {
                     self.refilled_chains.insert(name);
                 }
                 Side::Both(..) => {}
             }
         }
+        self.added_chains
+            .sort_unstable_by(|a, b| a.name.cmp(&b.name));
         Ok(())
     }
 
@@ -317,7 +324,11 @@ impl<'a> TableDiff<'a> {
                 .is_some_and(|t| self.recreated_chains.contains(t)),
             _ => false,
         };
-        for (_, side) in merge(&old.elements, &new.elements) {
+        // Elements pointing to a recreated chain must be re-added even when unchanged, and
+        // unchanged shards can hold them: then (rarely) every shard is walked.
+        let all = new.is_map() && !self.recreated_chains.is_empty();
+        let shards = old.elements.shard_pairs(&new.elements, all);
+        for (_, side) in shards.flat_map(|(o, n)| merge(o, n)) {
             match side {
                 Side::Old(e) => deleted.push(e.clone()),
                 Side::New(e) => added.push(e.clone()),
@@ -330,6 +341,8 @@ impl<'a> TableDiff<'a> {
                 Side::Both(..) => {}
             }
         }
+        deleted.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        added.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         if !deleted.is_empty() {
             steps.delete_elements.push(Op::DeleteElements {
                 table: self.id.clone(),

@@ -59,8 +59,9 @@ fn a_changed_element_value_is_deleted_then_added() {
 fn a_changed_chain_is_flushed_and_refilled_and_nothing_else_moves() {
     let old = every_construct();
     let mut new = old.clone();
-    let chain = table_mut(&mut new).chains.get_mut("reject-chain").unwrap();
+    let mut chain = table_mut(&mut new).chains.get_mut("reject-chain").unwrap();
     chain.push(Rule::new(vec![Stmt::Verdict(Verdict::Drop)]));
+    drop(chain);
     let tx = checked(&old, &new);
     assert_eq!(tx.len(), 3, "{tx}");
     assert!(matches!(&tx.ops[0], Op::FlushChain { chain, .. } if chain == "reject-chain"));
@@ -109,8 +110,9 @@ fn a_changed_set_declaration_recreates_it_and_refills_its_users() {
 fn a_changed_base_chain_declaration_is_recreated() {
     let old = every_construct();
     let mut new = old.clone();
-    let chain = table_mut(&mut new).chains.get_mut("nat-output").unwrap();
+    let mut chain = table_mut(&mut new).chains.get_mut("nat-output").unwrap();
     chain.base.as_mut().unwrap().priority = -99;
+    drop(chain);
     let tx = checked(&old, &new);
     assert!(
         tx.ops

@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod diff;
+pub mod digest;
 pub mod expr;
 pub mod fixtures;
 pub mod graph;
@@ -20,14 +21,15 @@ pub mod transaction;
 
 pub use apply::{ApplyError, Refusal};
 pub use diff::{DiffError, diff};
+pub use digest::{DigestMap, EntryDigest};
 pub use expr::{
     AddrType, BitOp, CmpOp, CtFlag, CtKey, Expr, FibAddr, L4Proto, MetaKey, PayloadField,
     RejectKind, Stmt, Value, Verdict,
 };
 pub use graph::{ChainGraph, GraphError, validate, validate_ruleset};
 pub use model::{
-    BaseChain, Chain, ChainType, DataType, Element, ElementKey, Family, Hook, Policy, Rule,
-    Ruleset, Set, SetFlag, Table, TableId,
+    BaseChain, Chain, ChainType, DataType, Element, ElementKey, Family, Hook, Policy, Rule, Rules,
+    Ruleset, Set, SetFlag, Stmts, Table, TableId,
 };
 pub use parse_json::ParseError;
 pub use transaction::{Op, Transaction, creation_ops};

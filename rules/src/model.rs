@@ -2,12 +2,14 @@
 //!
 //! Everything here is plain data with a total order, so that a ruleset is a value: two
 //! rulesets built from the same input compare equal and render to the same bytes.
-//! Collections are `BTreeMap`s keyed by name; rule order inside a chain is significant and
-//! kept as a `Vec`.
+//! Collections are ordered maps keyed by name; rule order inside a chain is significant and
+//! kept in [`Rules`]. Chains, rules and elements carry content digests (see
+//! [`crate::digest`]) that only their own methods update, so `diff` can skip what is equal.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::digest::{DigestMap, EntryDigest, digest};
 use crate::expr::{Stmt, Value};
 
 /// Address family of a table (`nft add table <family> <name>`).
@@ -93,7 +95,8 @@ pub struct Table {
     /// Leave `None`: nft 1.0.6 neither loads nor lists table comments through JSON, so a
     /// commented table never lists back equal (a full sync would recreate it).
     pub comment: Option<String>,
-    pub chains: BTreeMap<String, Chain>,
+    /// Chains by name, sharded with digests: a diff walks only the shards that changed.
+    pub chains: DigestMap<String, Chain>,
     pub sets: BTreeMap<String, Set>,
 }
 
@@ -103,7 +106,7 @@ impl Table {
             family,
             name: name.into(),
             comment: None,
-            chains: BTreeMap::new(),
+            chains: DigestMap::new(),
             sets: BTreeMap::new(),
         }
     }
@@ -114,7 +117,7 @@ impl Table {
             family: self.family,
             name: self.name.clone(),
             comment: self.comment.clone(),
-            chains: BTreeMap::new(),
+            chains: DigestMap::new(),
             sets: BTreeMap::new(),
         }
     }
@@ -191,7 +194,7 @@ impl Policy {
 }
 
 /// What makes a chain a base chain: its type, hook, numeric priority and policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BaseChain {
     pub chain_type: ChainType,
     pub hook: Hook,
@@ -207,7 +210,117 @@ pub struct Chain {
     pub base: Option<BaseChain>,
     /// Leave `None`: nft 1.0.6 neither loads nor lists chain comments through JSON.
     pub comment: Option<String>,
-    pub rules: Vec<Rule>,
+    pub rules: Rules,
+}
+
+impl EntryDigest<String> for Chain {
+    /// Name, declaration and the digest of the rules (kept by [`Rules`]): no rule is read.
+    fn entry_digest(&self, key_digest: u128) -> u128 {
+        digest(&(
+            key_digest,
+            &self.name,
+            &self.base,
+            &self.comment,
+            self.rules.digest(),
+        ))
+    }
+}
+
+/// The rules of a chain, in order, with a digest of their content kept up to date.
+///
+/// Read through `Deref<Target = [Rule]>`; change only through `push`, `extend` and `clear`,
+/// which keep the digest equal to the sum over positions `i` of `digest((i, rule_i))`.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    rules: Vec<Rule>,
+    digest: u128,
+}
+
+impl Rules {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The order-sensitive content digest: equal rules give equal digests.
+    pub fn digest(&self) -> u128 {
+        self.digest
+    }
+
+    pub fn push(&mut self, rule: Rule) {
+        self.digest = self.digest.wrapping_add(digest(&(self.rules.len(), &rule)));
+        self.rules.push(rule);
+    }
+
+    pub fn clear(&mut self) {
+        self.rules.clear();
+        self.digest = 0;
+    }
+
+    /// Inserts a rule at `index`, shifting the later ones (panics past the end, as `Vec`).
+    pub fn insert(&mut self, index: usize, rule: Rule) {
+        let mut rules = std::mem::take(&mut self.rules);
+        rules.insert(index, rule);
+        *self = rules.into();
+    }
+
+    /// Keeps the rules for which `keep` is true, in order.
+    pub fn retain(&mut self, keep: impl FnMut(&Rule) -> bool) {
+        let mut rules = std::mem::take(&mut self.rules);
+        rules.retain(keep);
+        *self = rules.into();
+    }
+
+    pub fn reserve_exact(&mut self, additional: usize) {
+        self.rules.reserve_exact(additional);
+    }
+}
+
+impl std::ops::Deref for Rules {
+    type Target = [Rule];
+
+    fn deref(&self) -> &[Rule] {
+        &self.rules
+    }
+}
+
+impl PartialEq for Rules {
+    /// Exact equality; different digests prove a difference without reading the rules.
+    fn eq(&self, other: &Self) -> bool {
+        self.digest == other.digest && self.rules == other.rules
+    }
+}
+
+impl Eq for Rules {}
+
+impl Extend<Rule> for Rules {
+    fn extend<I: IntoIterator<Item = Rule>>(&mut self, iter: I) {
+        for rule in iter {
+            self.push(rule);
+        }
+    }
+}
+
+impl FromIterator<Rule> for Rules {
+    fn from_iter<I: IntoIterator<Item = Rule>>(iter: I) -> Self {
+        let mut rules = Rules::new();
+        rules.extend(iter);
+        rules
+    }
+}
+
+impl From<Vec<Rule>> for Rules {
+    fn from(rules: Vec<Rule>) -> Self {
+        rules.into_iter().collect()
+    }
+}
+
+impl<'a> IntoIterator for &'a Rules {
+    type Item = &'a Rule;
+    type IntoIter = std::slice::Iter<'a, Rule>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.rules.iter()
+    }
 }
 
 impl Chain {
@@ -217,7 +330,7 @@ impl Chain {
             name: name.into(),
             base: None,
             comment: None,
-            rules: Vec::new(),
+            rules: Rules::new(),
         }
     }
 
@@ -232,7 +345,7 @@ impl Chain {
                 policy: Policy::Accept,
             }),
             comment: None,
-            rules: Vec::new(),
+            rules: Rules::new(),
         }
     }
 
@@ -252,7 +365,7 @@ impl Chain {
             name: self.name.clone(),
             base: self.base.clone(),
             comment: self.comment.clone(),
-            rules: Vec::new(),
+            rules: Rules::new(),
         }
     }
 
@@ -262,17 +375,20 @@ impl Chain {
     }
 }
 
+/// The statements of a rule.
+pub type Stmts = Vec<Stmt>;
+
 /// One rule: statements evaluated left to right, with an optional comment.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Rule {
-    pub stmts: Vec<Stmt>,
+    pub stmts: Stmts,
     pub comment: Option<String>,
 }
 
 impl Rule {
-    pub fn new(stmts: Vec<Stmt>) -> Self {
+    pub fn new(stmts: impl Into<Stmts>) -> Self {
         Self {
-            stmts,
+            stmts: stmts.into(),
             comment: None,
         }
     }
@@ -345,8 +461,9 @@ pub struct Set {
     pub timeout_secs: Option<u32>,
     /// Leave `None`: nft 1.0.6 lists set comments but its JSON parser ignores them.
     pub comment: Option<String>,
-    /// Elements keyed by their key; ordered so rendering is deterministic.
-    pub elements: BTreeMap<ElementKey, Element>,
+    /// Elements keyed by their key, sharded with digests; iterated in key order so
+    /// rendering is deterministic.
+    pub elements: DigestMap<ElementKey, Element>,
 }
 
 impl Set {
@@ -360,7 +477,7 @@ impl Set {
             flags: Vec::new(),
             timeout_secs: None,
             comment: None,
-            elements: BTreeMap::new(),
+            elements: DigestMap::new(),
         }
     }
 
@@ -398,7 +515,7 @@ impl Set {
             flags: self.flags.clone(),
             timeout_secs: self.timeout_secs,
             comment: self.comment.clone(),
-            elements: BTreeMap::new(),
+            elements: DigestMap::new(),
         }
     }
 
@@ -417,6 +534,18 @@ impl Set {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ElementKey(pub Vec<Value>);
 
+impl From<Vec<Value>> for ElementKey {
+    fn from(values: Vec<Value>) -> Self {
+        ElementKey(values)
+    }
+}
+
+impl<const N: usize> From<[Value; N]> for ElementKey {
+    fn from(values: [Value; N]) -> Self {
+        ElementKey(values.into_iter().collect())
+    }
+}
+
 /// A set or map element: key, value (maps only) and comment.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Element {
@@ -425,20 +554,32 @@ pub struct Element {
     pub comment: Option<String>,
 }
 
+impl EntryDigest<ElementKey> for Element {
+    /// The map key's digest stands for the element's own key (they are equal when stored
+    /// by [`Set::insert`]); a plain set element (no value, no comment) is just its key.
+    fn entry_digest(&self, key_digest: u128) -> u128 {
+        if self.value.is_none() && self.comment.is_none() {
+            key_digest
+        } else {
+            digest(&(key_digest, &self.value, &self.comment))
+        }
+    }
+}
+
 impl Element {
     /// A set element.
-    pub fn key(key: Vec<Value>) -> Self {
+    pub fn key(key: impl Into<ElementKey>) -> Self {
         Self {
-            key: ElementKey(key),
+            key: key.into(),
             value: None,
             comment: None,
         }
     }
 
     /// A map element.
-    pub fn mapping(key: Vec<Value>, value: Value) -> Self {
+    pub fn mapping(key: impl Into<ElementKey>, value: Value) -> Self {
         Self {
-            key: ElementKey(key),
+            key: key.into(),
             value: Some(value),
             comment: None,
         }

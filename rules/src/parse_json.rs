@@ -197,11 +197,10 @@ fn parse_item(
             let chain_name = ctx.str(body, "chain")?;
             let ctx = ctx.within(format_args!("rule in chain {chain_name}"));
             let rule = parse_rule(body, &ctx)?;
-            let chain = table
+            table
                 .chains
-                .get_mut(chain_name)
+                .update(chain_name, |chain| chain.push(rule))
                 .ok_or_else(|| ctx.field("chain", body))?;
-            chain.push(rule);
         }
         _ => return Err(ctx.unsupported("object type", body)),
     }

@@ -34,7 +34,7 @@ fn listed_tcp_dport_becomes_l4proto_match_then_th_dport() {
     let parsed = Ruleset::from_nft_json(&listing, &[ip_nftproxy()]).unwrap();
     let rules = &parsed.tables[&ip_nftproxy()].chains["c"].rules;
     assert_eq!(
-        rules[0].stmts,
+        rules[0].stmts.to_vec(),
         vec![
             Stmt::eq(
                 Expr::Meta(MetaKey::L4proto),

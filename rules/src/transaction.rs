@@ -3,6 +3,8 @@
 //! A transaction is what `diff` produces and what the controller hands to libnftables as
 //! one netlink batch (all or nothing). The verbs are nft's own: add, flush, delete.
 
+use std::collections::HashSet;
+
 use crate::model::{Chain, Element, Rule, Set, Table, TableId};
 
 /// One operation of a transaction.
@@ -65,6 +67,35 @@ impl Transaction {
     pub fn len(&self) -> usize {
         self.ops.len()
     }
+
+    /// Number of object-level operations, the measure of a minimal transaction: a chain
+    /// rewrite (`FlushChain` then its `AddRule`s) or a new chain with its rules counts 1,
+    /// each element of `AddElements`/`DeleteElements` counts 1, every other op counts 1.
+    /// An `AddRule` to a chain not flushed or added earlier in the transaction counts 1.
+    pub fn object_operations(&self) -> usize {
+        let mut rewritten: HashSet<(&TableId, &str)> = HashSet::new();
+        let mut count = 0;
+        for op in &self.ops {
+            count += match op {
+                Op::FlushChain { table, chain } => {
+                    rewritten.insert((table, chain.as_str()));
+                    1
+                }
+                Op::AddChain { table, chain } => {
+                    rewritten.insert((table, chain.name.as_str()));
+                    1
+                }
+                Op::AddRule { table, chain, .. } => {
+                    usize::from(!rewritten.contains(&(table, chain.as_str())))
+                }
+                Op::AddElements { elements, .. } | Op::DeleteElements { elements, .. } => {
+                    elements.len()
+                }
+                _ => 1,
+            };
+        }
+        count
+    }
 }
 
 /// The ops that create `ruleset` where none of its tables exist, in an order where every
@@ -111,3 +142,7 @@ pub fn creation_ops(ruleset: &crate::model::Ruleset) -> Vec<Op> {
     }
     ops
 }
+
+#[cfg(test)]
+#[path = "transaction_tests.rs"]
+mod tests;

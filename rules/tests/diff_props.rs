@@ -231,14 +231,14 @@ fn table(family: Family, name: &'static str) -> impl Strategy<Value = Table> {
         for (i, rules) in regular.into_iter().enumerate() {
             if let Some(rules) = rules {
                 let mut c = Chain::regular(REGULAR[i]);
-                c.rules = rules;
+                c.rules = rules.into();
                 t.insert_chain(c);
             }
         }
         for (b, spec) in BASES.iter().zip(bases) {
             if let Some((rules, shifted)) = spec {
                 let mut c = Chain::base(b.0, b.1, b.2, b.3 + i32::from(shifted));
-                c.rules = rules;
+                c.rules = rules.into();
                 t.insert_chain(c);
             }
         }
@@ -257,7 +257,7 @@ fn drop_dangling(t: &mut Table) {
             _ => true,
         });
     }
-    for chain in t.chains.values_mut() {
+    t.chains.update_each(|_, chain| {
         chain.rules.retain(|r| {
             r.stmts.iter().all(|s| {
                 let mut ok = s.target().is_none_or(|c| chains.iter().any(|n| n == c));
@@ -265,7 +265,7 @@ fn drop_dangling(t: &mut Table) {
                 ok
             })
         });
-    }
+    });
 }
 
 fn ruleset() -> impl Strategy<Value = Ruleset> {
@@ -315,7 +315,7 @@ fn mutate(old: &Ruleset, mutations: &[Mutation]) -> Ruleset {
                 Mutation::ReplaceSet(n, None) => drop(table.sets.remove(SETS[*n])),
                 Mutation::ReplaceChain(n, Some(rules)) => {
                     let mut c = Chain::regular(REGULAR[*n]);
-                    c.rules = rules.clone();
+                    c.rules = rules.clone().into();
                     table.insert_chain(c);
                 }
                 Mutation::ReplaceChain(n, None) => drop(table.chains.remove(REGULAR[*n])),
