@@ -11,7 +11,7 @@
 //! services), and duplicates (an endpoint shared by services) are dropped before any
 //! allocation.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use nftproxy_rules::{
@@ -129,15 +129,21 @@ impl Tables {
 impl Building {
     fn finish(mut self, family: IpFamily) -> Table {
         let mut sets = Sets::new(family);
-        fill(&mut sets.cluster_ips, self.cluster_ips, |ip| {
-            Element::key([Value::from(ip)])
-        });
+        fill(
+            &mut sets.cluster_ips,
+            sorted_addrs(self.cluster_ips),
+            |ip| ElementKey::from([Value::from(ip)]),
+        );
+        self.service_cidrs.sort_unstable();
+        self.service_cidrs.dedup();
         fill(&mut sets.service_cidrs, self.service_cidrs, |net| {
-            Element::key([Value::Prefix(net)])
+            ElementKey::from([Value::Prefix(net)])
         });
-        fill(&mut sets.endpoint_hairpin, self.hairpin, |ip| {
-            Element::key([Value::from(ip), Value::from(ip)])
-        });
+        fill(
+            &mut sets.endpoint_hairpin,
+            sorted_addrs(self.hairpin),
+            |ip| ElementKey::from([Value::from(ip), Value::from(ip)]),
+        );
         fill_map(&mut sets.service_ips, self.service_ips);
         fill_map(&mut sets.no_endpoint_services, self.no_endpoint_services);
         sets.insert_into(&mut self.table);
@@ -145,16 +151,56 @@ impl Building {
     }
 }
 
-/// Sets `set`'s elements from values, sorted and deduplicated by their native order (which
-/// is the order of the element keys they become, so the map is built in one pass).
-fn fill<T: Ord + Copy>(set: &mut Set, mut values: Vec<T>, element: impl Fn(T) -> Element) {
-    values.sort_unstable();
-    values.dedup();
+/// Addresses sorted (in `IpAddr` order) and deduplicated. Sorting plain integers is much
+/// faster than comparing `IpAddr`s, which matters for the hairpin set (one address per
+/// endpoint). A table holds one family, so IPv4 addresses (all of them, in an `ip` table)
+/// sort as `u32`s; anything else as `(is IPv6, bits)`, which orders exactly as `IpAddr`.
+fn sorted_addrs(addrs: Vec<IpAddr>) -> Vec<IpAddr> {
+    let v4: Option<Vec<u32>> = addrs
+        .iter()
+        .map(|ip| match ip {
+            IpAddr::V4(a) => Some(a.to_bits()),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    if let Some(mut bits) = v4 {
+        bits.sort_unstable();
+        bits.dedup();
+        return bits
+            .into_iter()
+            .map(|b| IpAddr::V4(Ipv4Addr::from_bits(b)))
+            .collect();
+    }
+    let mut keys: Vec<(bool, u128)> = addrs
+        .into_iter()
+        .map(|ip| match ip {
+            IpAddr::V4(a) => (false, u128::from(a.to_bits())),
+            IpAddr::V6(a) => (true, a.to_bits()),
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys.into_iter()
+        .map(|(v6, bits)| match u32::try_from(bits) {
+            Ok(b) if !v6 => IpAddr::V4(Ipv4Addr::from_bits(b)),
+            _ => IpAddr::V6(Ipv6Addr::from_bits(bits)),
+        })
+        .collect()
+}
+
+/// Sets `set`'s elements (plain keys) from values that are sorted and deduplicated in the
+/// order of the element keys they become, so the map is built in one pass. The key is
+/// built twice rather than cloned: building is cheaper than a clone's copy.
+fn fill<T: Copy>(set: &mut Set, values: Vec<T>, key: impl Fn(T) -> ElementKey) {
     set.elements = values
         .into_iter()
         .map(|value| {
-            let element = element(value);
-            (element.key.clone(), element)
+            let element = Element {
+                key: key(value),
+                value: None,
+                comment: None,
+            };
+            (key(value), element)
         })
         .collect();
 }

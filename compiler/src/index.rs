@@ -6,7 +6,9 @@
 //! Service asks for them, so another proxy's slices never produce diagnostics. The hash
 //! maps are only looked up, never iterated, so they cannot influence output order.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
+
+use foldhash::quality::RandomState;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -22,18 +24,22 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 type Key<'a> = (&'a str, &'a str);
 
+/// Objects filed by `(namespace, service name)`. Keys are user data, so the hash is
+/// randomly seeded (foldhash: a fraction of SipHash's cost for these short keys).
+type Lookup<'a, T> = HashMap<Key<'a>, Vec<&'a T>, RandomState>;
+
 /// Validated Services and the raw endpoint objects filed under them.
 #[derive(Debug)]
 pub struct Inputs<'a> {
     /// Handled Services, sorted by `namespace/name`, each identity once.
     pub services: Vec<ServiceDef>,
-    slices: HashMap<Key<'a>, Vec<&'a EndpointSlice>>,
-    legacy: HashMap<Key<'a>, Vec<&'a Endpoints>>,
+    slices: Lookup<'a, EndpointSlice>,
+    legacy: Lookup<'a, Endpoints>,
 }
 
 impl<'a> Inputs<'a> {
     pub fn build(snapshot: &'a ClusterSnapshot, diagnostics: &mut Vec<Diagnostic>) -> Self {
-        let mut slices: HashMap<Key<'a>, Vec<&'a EndpointSlice>> = HashMap::new();
+        let mut slices: Lookup<'a, EndpointSlice> = HashMap::default();
         for slice in &snapshot.endpoint_slices {
             let labels = slice.metadata.labels.as_ref();
             match labels.and_then(|l| l.get(SERVICE_NAME_LABEL)) {
@@ -48,7 +54,7 @@ impl<'a> Inputs<'a> {
                 }),
             }
         }
-        let mut legacy: HashMap<Key<'a>, Vec<&'a Endpoints>> = HashMap::new();
+        let mut legacy: Lookup<'a, Endpoints> = HashMap::default();
         for endpoints in &snapshot.endpoints {
             if let Some(name) = endpoints.metadata.name.as_deref() {
                 let key = (meta::namespace(&endpoints.metadata), name);
@@ -117,37 +123,33 @@ fn report_rejected(slice: &SliceDef<'_>, diagnostics: &mut Vec<Diagnostic>) {
 /// Validates the Services nftproxy handles, one per identity, sorted by identity.
 /// Two different objects with one identity are ambiguous: both are skipped.
 fn services(raw: &[Service], diagnostics: &mut Vec<Diagnostic>) -> Vec<ServiceDef> {
-    let mut by_id: BTreeMap<ServiceId, (&Service, ServiceDef)> = BTreeMap::new();
-    let mut ambiguous = BTreeSet::new();
+    let mut valid: Vec<(ServiceDef, &Service)> = Vec::with_capacity(raw.len());
     for object in raw.iter().filter(|s| service::is_proxied(s)) {
-        let def = match ServiceDef::try_from(object) {
-            Ok(def) => def,
-            Err(err) => {
-                diagnostics.push(service_diagnostic(object, &err));
-                continue;
-            }
-        };
-        if ambiguous.contains(&def.id) {
-            continue;
-        }
-        match by_id.get(&def.id) {
-            Some((first, _)) if *first == object => {}
-            Some(_) => {
-                let id = def.id.clone();
-                by_id.remove(&id);
-                diagnostics.push(Diagnostic {
-                    severity: Severity::Error,
-                    object: ObjectRef::new("Service", Some(&id.namespace), id.name.as_str()),
-                    message: "is defined more than once with different contents; skipped".into(),
-                });
-                ambiguous.insert(id);
-            }
-            None => {
-                by_id.insert(def.id.clone(), (object, def));
-            }
+        match ServiceDef::try_from(object) {
+            Ok(def) => valid.push((def, object)),
+            Err(err) => diagnostics.push(service_diagnostic(object, &err)),
         }
     }
-    by_id.into_values().map(|(_, def)| def).collect()
+    // Stable: within one identity, input order is kept, so the first object leads.
+    valid.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    let mut out: Vec<ServiceDef> = Vec::with_capacity(valid.len());
+    let mut sorted = valid.into_iter().peekable();
+    while let Some((def, first)) = sorted.next() {
+        let mut ambiguous = false;
+        while let Some((_, object)) = sorted.next_if(|(d, _)| d.id == def.id) {
+            ambiguous |= object != first;
+        }
+        if ambiguous {
+            diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                object: ObjectRef::new("Service", Some(&def.id.namespace), def.id.name.as_str()),
+                message: "is defined more than once with different contents; skipped".into(),
+            });
+        } else {
+            out.push(def);
+        }
+    }
+    out
 }
 
 fn service_diagnostic(object: &Service, err: &ServiceError) -> Diagnostic {

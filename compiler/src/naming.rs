@@ -22,22 +22,48 @@ pub struct PortNames {
 
 impl PortNames {
     pub fn new(service: &ServiceId, port: &ServicePortDef) -> Self {
-        let label = port.label();
-        let identity = format!(
-            "{}/{}/{}/{}",
-            service.namespace,
-            service.name,
+        let number;
+        let label = if port.name.is_empty() {
+            number = port.port.to_string();
+            number.as_str()
+        } else {
+            port.name.as_str()
+        };
+        let (namespace, name) = (service.namespace.as_str(), service.name.as_str());
+        let identity = [
+            namespace,
+            "/",
+            name,
+            "/",
             port.protocol.keyword(),
-            label
-        );
-        let digest = Sha256::digest(identity.as_bytes());
-        // 5 bytes are 40 bits: exactly the first 8 base32 characters of the full digest.
-        let hash = BASE32_NOPAD.encode(digest.get(..5).unwrap_or_default());
+            "/",
+            label,
+        ];
         PortNames {
-            chain: format!("service-{hash}-{identity}"),
-            comment: format!("{}/{}:{}", service.namespace, service.name, label),
+            chain: chain_name(&identity),
+            comment: [namespace, "/", name, ":", label].concat(),
         }
     }
+}
+
+/// `service-HASH-IDENTITY`, built in place with one allocation (this runs once per service
+/// port, so `format!` and intermediate strings showed in compile profiles).
+fn chain_name(identity: &[&str]) -> String {
+    const PREFIX: &str = "service-";
+    const HASH: usize = 8;
+    let start = PREFIX.len() + HASH + 1;
+    let mut chain = String::with_capacity(start + identity.iter().map(|p| p.len()).sum::<usize>());
+    chain.push_str(PREFIX);
+    let mut hasher = Sha256::new();
+    identity.iter().for_each(|p| hasher.update(p.as_bytes()));
+    let digest = hasher.finalize();
+    // 5 bytes are 40 bits: exactly the first 8 base32 characters of the full digest.
+    let mut hash = [0u8; HASH];
+    BASE32_NOPAD.encode_mut(digest.get(..5).unwrap_or_default(), &mut hash);
+    hash.iter().for_each(|&c| chain.push(char::from(c)));
+    chain.push('-');
+    identity.iter().for_each(|p| chain.push_str(p));
+    chain
 }
 
 #[cfg(test)]

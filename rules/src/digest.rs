@@ -21,7 +21,7 @@
 //!
 //! Digests of collections are wrapping sums of entry digests (AdHash): independent of
 //! insertion order, updatable in O(1) on insert and remove. Ordered collections (the rules
-//! of a chain) mix the position into each entry digest.
+//! of a chain) are digested as one sequence, once, when first needed after a change.
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
@@ -76,10 +76,12 @@ impl<H: Sink> Chunked<H> {
         }
     }
 
-    /// Feeds what is buffered and returns the hashers.
-    fn finish_into(mut self) -> H {
+    /// Feeds what is buffered and returns the hashers (by reference: moving the buffer
+    /// out would copy it).
+    fn flush(&mut self) -> &H {
         self.hashers.absorb(&self.buf[..self.len]);
-        self.hashers
+        self.len = 0;
+        &self.hashers
     }
 }
 
@@ -141,7 +143,7 @@ impl<H: Sink> Hasher for Chunked<H> {
         self.put(i.to_ne_bytes());
     }
 
-    /// Not meaningful mid-stream; [`digest`] uses `finish_into`.
+    /// Not meaningful mid-stream; [`digest`] uses `flush`.
     fn finish(&self) -> u64 {
         0
     }
@@ -152,7 +154,7 @@ pub fn digest<T: Hash + ?Sized>(value: &T) -> u128 {
     let (a, b) = keys();
     let mut sink = Chunked::new((a.build_hasher(), b.build_hasher()));
     value.hash(&mut sink);
-    let (a, b) = sink.finish_into();
+    let (a, b) = sink.flush();
     (u128::from(a.finish()) << 64) | u128::from(b.finish())
 }
 

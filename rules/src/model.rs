@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::OnceLock;
 
 use crate::digest::{DigestMap, EntryDigest, digest};
 use crate::expr::{Stmt, Value};
@@ -226,14 +227,17 @@ impl EntryDigest<String> for Chain {
     }
 }
 
-/// The rules of a chain, in order, with a digest of their content kept up to date.
+/// The rules of a chain, in order, with a digest of their content.
 ///
-/// Read through `Deref<Target = [Rule]>`; change only through `push`, `extend` and `clear`,
-/// which keep the digest equal to the sum over positions `i` of `digest((i, rule_i))`.
+/// Read through `Deref<Target = [Rule]>`; change only through `push`, `extend`, `insert`,
+/// `retain` and `clear`. The digest is `digest(&rules)` (one pass over the whole sequence,
+/// so it is order-sensitive), computed on first use after a change and cached: a chain is
+/// built by many pushes and digested once, when it is inserted into its table. Every
+/// mutation goes through `&mut self` and drops the cached value.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
     rules: Vec<Rule>,
-    digest: u128,
+    digest: OnceLock<u128>,
 }
 
 impl Rules {
@@ -243,31 +247,34 @@ impl Rules {
 
     /// The order-sensitive content digest: equal rules give equal digests.
     pub fn digest(&self) -> u128 {
-        self.digest
+        *self.digest.get_or_init(|| digest(&self.rules))
+    }
+
+    /// Drops the cached digest: called by every method that changes the rules.
+    fn changed(&mut self) {
+        self.digest.take();
     }
 
     pub fn push(&mut self, rule: Rule) {
-        self.digest = self.digest.wrapping_add(digest(&(self.rules.len(), &rule)));
+        self.changed();
         self.rules.push(rule);
     }
 
     pub fn clear(&mut self) {
+        self.changed();
         self.rules.clear();
-        self.digest = 0;
     }
 
     /// Inserts a rule at `index`, shifting the later ones (panics past the end, as `Vec`).
     pub fn insert(&mut self, index: usize, rule: Rule) {
-        let mut rules = std::mem::take(&mut self.rules);
-        rules.insert(index, rule);
-        *self = rules.into();
+        self.changed();
+        self.rules.insert(index, rule);
     }
 
     /// Keeps the rules for which `keep` is true, in order.
     pub fn retain(&mut self, keep: impl FnMut(&Rule) -> bool) {
-        let mut rules = std::mem::take(&mut self.rules);
-        rules.retain(keep);
-        *self = rules.into();
+        self.changed();
+        self.rules.retain(keep);
     }
 
     pub fn reserve_exact(&mut self, additional: usize) {
@@ -284,9 +291,15 @@ impl std::ops::Deref for Rules {
 }
 
 impl PartialEq for Rules {
-    /// Exact equality; different digests prove a difference without reading the rules.
+    /// Exact equality; different digests (when both are known) prove a difference without
+    /// reading the rules.
     fn eq(&self, other: &Self) -> bool {
-        self.digest == other.digest && self.rules == other.rules
+        if let (Some(a), Some(b)) = (self.digest.get(), other.digest.get())
+            && a != b
+        {
+            return false;
+        }
+        self.rules == other.rules
     }
 }
 
@@ -294,23 +307,23 @@ impl Eq for Rules {}
 
 impl Extend<Rule> for Rules {
     fn extend<I: IntoIterator<Item = Rule>>(&mut self, iter: I) {
-        for rule in iter {
-            self.push(rule);
-        }
+        self.changed();
+        self.rules.extend(iter);
     }
 }
 
 impl FromIterator<Rule> for Rules {
     fn from_iter<I: IntoIterator<Item = Rule>>(iter: I) -> Self {
-        let mut rules = Rules::new();
-        rules.extend(iter);
-        rules
+        Vec::from_iter(iter).into()
     }
 }
 
 impl From<Vec<Rule>> for Rules {
     fn from(rules: Vec<Rule>) -> Self {
-        rules.into_iter().collect()
+        Rules {
+            rules,
+            digest: OnceLock::new(),
+        }
     }
 }
 
@@ -542,7 +555,7 @@ impl From<Vec<Value>> for ElementKey {
 
 impl<const N: usize> From<[Value; N]> for ElementKey {
     fn from(values: [Value; N]) -> Self {
-        ElementKey(values.into_iter().collect())
+        ElementKey(Vec::from(values))
     }
 }
 
