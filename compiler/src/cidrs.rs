@@ -4,6 +4,8 @@
 //! but an nft interval set refuses overlapping elements, so nested prefixes are folded
 //! into the prefix that contains them.
 
+use std::net::IpAddr;
+
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
@@ -44,6 +46,10 @@ impl TryFrom<&ServiceCIDR> for ServiceCidrDef {
 pub struct NodeDef {
     /// `spec.podCIDRs` (or `spec.podCIDR`).
     pub pod_cidrs: Vec<IpNet>,
+    /// `status.addresses` of type InternalIP, then those of type ExternalIP, each in
+    /// listed order (kube-proxy's order for choosing the node's primary IPs); entries that
+    /// are not IP addresses are ignored.
+    pub addresses: Vec<IpAddr>,
 }
 
 impl TryFrom<&Node> for NodeDef {
@@ -62,8 +68,26 @@ impl TryFrom<&Node> for NodeDef {
                 )?
             }
         };
-        Ok(NodeDef { pod_cidrs })
+        Ok(NodeDef {
+            pod_cidrs,
+            addresses: node_addresses(node),
+        })
     }
+}
+
+fn node_addresses(node: &Node) -> Vec<IpAddr> {
+    let listed = node
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_deref())
+        .unwrap_or_default();
+    let of_type = |wanted: &'static str| {
+        listed
+            .iter()
+            .filter(move |a| a.type_ == wanted)
+            .filter_map(|a| a.address.parse::<IpAddr>().ok())
+    };
+    of_type("InternalIP").chain(of_type("ExternalIP")).collect()
 }
 
 fn checked_name(name: Option<&str>) -> Result<(), CidrError> {

@@ -19,19 +19,40 @@ use nftproxy_rules::{
     Value, Verdict,
 };
 
+use crate::external_chain;
 use crate::family::IpFamily;
 use crate::layout::{self, REJECT_CHAIN, Sets};
-use crate::naming::PortNames;
+use crate::masquerade::Masquerade;
+use crate::naming::{ExternalNames, PortNames};
+use crate::nodeport::NodePortAddrs;
 use crate::protocol::Protocol;
 use crate::select::{PortOutcome, Target};
-use crate::service::ServicePortDef;
+use crate::service::{ServicePortDef, TrafficPolicy};
 
-/// A `VIP . proto . port : verdict` element before it becomes one.
+/// A `KEY : verdict` element before it becomes one (`VIP . proto . port` or
+/// `proto . port`).
 #[derive(Debug)]
-struct Dispatch {
-    key: (IpAddr, L4Proto, u16),
+struct Dispatch<K> {
+    key: K,
     verdict: Verdict,
     comment: String,
+}
+
+type VipKey = (IpAddr, L4Proto, u16);
+type NodePortKey = (L4Proto, u16);
+
+/// One externally reachable service port of one family, for [`Tables::add_external`].
+#[derive(Debug)]
+pub struct ExternalPort<'a> {
+    pub port: &'a ServicePortDef,
+    pub node_port: Option<u16>,
+    /// externalIPs and LB IPs of this family.
+    pub ips: Vec<IpAddr>,
+    pub names: &'a ExternalNames,
+    pub comment: &'a str,
+    /// The `service-…` chain, when it holds every endpoint (internalTrafficPolicy Cluster).
+    pub service_chain: Option<&'a str>,
+    pub policy: TrafficPolicy,
 }
 
 /// One family's table while it is being built.
@@ -40,9 +61,15 @@ struct Building {
     table: Table,
     cluster_ips: Vec<IpAddr>,
     service_cidrs: Vec<IpNet>,
-    service_ips: Vec<Dispatch>,
-    no_endpoint_services: Vec<Dispatch>,
+    service_ips: Vec<Dispatch<VipKey>>,
+    no_endpoint_services: Vec<Dispatch<VipKey>>,
     hairpin: Vec<IpAddr>,
+    nodeport_ips: Vec<IpAddr>,
+    service_nodeports: Vec<Dispatch<NodePortKey>>,
+    no_endpoint_nodeports: Vec<Dispatch<NodePortKey>>,
+    /// The local-traffic detector of this family (see `masquerade`).
+    local: Option<Stmt>,
+    mark: u32,
 }
 
 /// The two tables being built; see [`finish`](Self::finish).
@@ -52,20 +79,31 @@ pub struct Tables {
 }
 
 impl Tables {
-    /// Empty layouts for both families, with their masquerade rules (see `masquerade`).
-    pub fn new(mark: u32, masquerade_rules: [Option<Rule>; 2]) -> Self {
-        let [v4, v6] = masquerade_rules;
-        let building = |family: IpFamily, rule| Building {
-            table: layout::skeleton(family, mark, rule),
-            cluster_ips: Vec::new(),
-            service_cidrs: Vec::new(),
-            service_ips: Vec::new(),
-            no_endpoint_services: Vec::new(),
-            hairpin: Vec::new(),
-        };
-        Tables {
-            tables: [building(IpFamily::V4, v4), building(IpFamily::V6, v6)],
-        }
+    /// Empty layouts for both families, with their masquerade rules and local-traffic
+    /// detectors (see `masquerade`) and their NodePort addresses (see `nodeport`).
+    pub fn new(mark: u32, masquerade: Masquerade, node_ports: [NodePortAddrs; 2]) -> Self {
+        let Masquerade { mut rules, local } = masquerade;
+        let tables = IpFamily::ALL.map(|family| {
+            let index = family.index();
+            let (all_local, nodeport_ips) = match &node_ports[index] {
+                NodePortAddrs::AllLocal => (true, Vec::new()),
+                NodePortAddrs::Listed(ips) => (false, ips.clone()),
+            };
+            Building {
+                table: layout::skeleton(family, mark, rules[index].take(), all_local),
+                cluster_ips: Vec::new(),
+                service_cidrs: Vec::new(),
+                service_ips: Vec::new(),
+                no_endpoint_services: Vec::new(),
+                hairpin: Vec::new(),
+                nodeport_ips,
+                service_nodeports: Vec::new(),
+                no_endpoint_nodeports: Vec::new(),
+                local: local[index].clone(),
+                mark,
+            }
+        });
+        Tables { tables }
     }
 
     /// Adds ServiceCIDR prefixes (already folded so that none overlaps another).
@@ -116,6 +154,66 @@ impl Tables {
         building.no_endpoint_services.push(dispatch);
     }
 
+    /// Adds the external paths of one service port in one family: NodePort, externalIP
+    /// and LB IP elements, its `external-…` chain and the chains that one needs.
+    /// `cluster` is the cluster-wide outcome, `local` the outcome among this node's
+    /// endpoints (used with `externalTrafficPolicy: Local`).
+    pub fn add_external(
+        &mut self,
+        family: IpFamily,
+        ext: &ExternalPort<'_>,
+        cluster: PortOutcome,
+        local: PortOutcome,
+    ) {
+        let building = &mut self.tables[family.index()];
+        let PortOutcome::Endpoints(targets) = cluster else {
+            building.no_endpoints(ext, Verdict::Goto(REJECT_CHAIN.to_owned()));
+            return;
+        };
+        building.hairpin.extend(targets.iter().map(|t| t.addr));
+        let cluster_chain = match ext.service_chain {
+            Some(chain) => chain.to_owned(),
+            None => {
+                let chain = cascade(&ext.names.cluster, ext.port.protocol, &targets);
+                building.table.insert_chain(chain);
+                ext.names.cluster.clone()
+            }
+        };
+        let names = ext.names;
+        let chain = match (ext.policy, local) {
+            (TrafficPolicy::Cluster, _) => {
+                external_chain::cluster(&names.external, building.mark, &cluster_chain)
+            }
+            (TrafficPolicy::Local, PortOutcome::Endpoints(local)) => {
+                building.hairpin.extend(local.iter().map(|t| t.addr));
+                let chain = cascade(&names.local, ext.port.protocol, &local);
+                building.table.insert_chain(chain);
+                let detector = building.local.as_ref();
+                let local_chain = Some(names.local.as_str());
+                external_chain::local(
+                    &names.external,
+                    building.mark,
+                    detector,
+                    &cluster_chain,
+                    local_chain,
+                )
+            }
+            (TrafficPolicy::Local, _) => {
+                building.no_endpoints(ext, Verdict::Drop);
+                let detector = building.local.as_ref();
+                external_chain::local(
+                    &names.external,
+                    building.mark,
+                    detector,
+                    &cluster_chain,
+                    None,
+                )
+            }
+        };
+        building.table.insert_chain(chain);
+        building.dispatch_external(ext, &Verdict::Goto(names.external.clone()));
+    }
+
     /// The finished ruleset: both tables, always, even without services.
     pub fn finish(self) -> Ruleset {
         let mut ruleset = Ruleset::new();
@@ -127,6 +225,33 @@ impl Tables {
 }
 
 impl Building {
+    /// `service-nodeports` and `service-ips` elements of an external port.
+    fn dispatch_external(&mut self, ext: &ExternalPort<'_>, verdict: &Verdict) {
+        let (proto, comment) = (ext.port.protocol.l4(), ext.comment);
+        if let Some(node_port) = ext.node_port {
+            self.service_nodeports
+                .push(dispatch((proto, node_port), verdict, comment));
+        }
+        for ip in &ext.ips {
+            let key = (*ip, proto, ext.port.port);
+            self.service_ips.push(dispatch(key, verdict, comment));
+        }
+    }
+
+    /// `no-endpoint-nodeports` and `no-endpoint-services` elements of an external port.
+    fn no_endpoints(&mut self, ext: &ExternalPort<'_>, verdict: Verdict) {
+        let (proto, comment) = (ext.port.protocol.l4(), ext.comment);
+        if let Some(node_port) = ext.node_port {
+            self.no_endpoint_nodeports
+                .push(dispatch((proto, node_port), &verdict, comment));
+        }
+        for ip in &ext.ips {
+            let key = (*ip, proto, ext.port.port);
+            self.no_endpoint_services
+                .push(dispatch(key, &verdict, comment));
+        }
+    }
+
     fn finish(mut self, family: IpFamily) -> Table {
         let mut sets = Sets::new(family);
         fill(
@@ -144,8 +269,32 @@ impl Building {
             sorted_addrs(self.hairpin),
             |ip| ElementKey::from([Value::from(ip), Value::from(ip)]),
         );
-        fill_map(&mut sets.service_ips, self.service_ips);
-        fill_map(&mut sets.no_endpoint_services, self.no_endpoint_services);
+        fill(
+            &mut sets.nodeport_ips,
+            sorted_addrs(self.nodeport_ips),
+            |ip| ElementKey::from([Value::from(ip)]),
+        );
+        let vip = |(vip, proto, port): VipKey| {
+            ElementKey::from([Value::from(vip), Value::Proto(proto), Value::Port(port)])
+        };
+        let node_port =
+            |(proto, port): NodePortKey| ElementKey::from([Value::Proto(proto), Value::Port(port)]);
+        fill_map(&mut sets.service_ips, self.service_ips, vip);
+        fill_map(
+            &mut sets.no_endpoint_services,
+            self.no_endpoint_services,
+            vip,
+        );
+        fill_map(
+            &mut sets.service_nodeports,
+            self.service_nodeports,
+            node_port,
+        );
+        fill_map(
+            &mut sets.no_endpoint_nodeports,
+            self.no_endpoint_nodeports,
+            node_port,
+        );
         sets.insert_into(&mut self.table);
         self.table
     }
@@ -205,13 +354,28 @@ fn fill<T: Copy>(set: &mut Set, values: Vec<T>, key: impl Fn(T) -> ElementKey) {
         .collect();
 }
 
-fn fill_map(set: &mut Set, mut dispatches: Vec<Dispatch>) {
-    dispatches.sort_unstable_by_key(|d| d.key);
+fn dispatch<K>(key: K, verdict: &Verdict, comment: &str) -> Dispatch<K> {
+    Dispatch {
+        key,
+        verdict: verdict.clone(),
+        comment: comment.to_owned(),
+    }
+}
+
+/// Sets a verdict map's elements. The sort is stable and the first of equal keys is kept,
+/// so when two services claim one key (an externalIP or NodePort used twice) the first
+/// service in identity order wins, whatever the input order.
+fn fill_map<K: Ord + Copy>(
+    set: &mut Set,
+    mut dispatches: Vec<Dispatch<K>>,
+    element_key: impl Fn(K) -> ElementKey,
+) {
+    dispatches.sort_by_key(|d| d.key);
+    dispatches.dedup_by_key(|d| d.key);
     set.elements = dispatches
         .into_iter()
         .map(|d| {
-            let (vip, proto, port) = d.key;
-            let key = ElementKey::from([Value::from(vip), Value::Proto(proto), Value::Port(port)]);
+            let key = element_key(d.key);
             let element = Element {
                 key: key.clone(),
                 value: Some(Value::Verdict(d.verdict)),

@@ -4,9 +4,12 @@
 //! Nothing here grows with the number of services; services only add map elements and
 //! their own `service-…` chains (see `emit`).
 
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use nftproxy_rules::{
-    BitOp, Chain, ChainType, CmpOp, CtFlag, CtKey, DataType, Expr, Hook, MetaKey, PayloadField,
-    RejectKind, Rule, Set, SetFlag, Stmt, Table, Value, Verdict,
+    AddrType, BitOp, Chain, ChainType, CmpOp, CtFlag, CtKey, DataType, Expr, FibAddr, Hook,
+    MetaKey, PayloadField, RejectKind, Rule, Set, SetFlag, Stmt, Table, Value, Verdict,
 };
 
 use crate::family::IpFamily;
@@ -19,16 +22,27 @@ pub const SERVICE_CIDRS: &str = "service-cidrs";
 pub const SERVICE_IPS: &str = "service-ips";
 pub const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
 pub const ENDPOINT_HAIRPIN: &str = "endpoint-hairpin";
+pub const SERVICE_NODEPORTS: &str = "service-nodeports";
+pub const NODEPORT_IPS: &str = "nodeport-ips";
+pub const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
 
 pub const SERVICES: &str = "services";
 pub const SERVICE_ENDPOINTS_CHECK: &str = "service-endpoints-check";
+pub const NODEPORT_ENDPOINTS_CHECK: &str = "nodeport-endpoints-check";
 pub const CLUSTER_IPS_CHECK: &str = "cluster-ips-check";
 pub const REJECT_CHAIN: &str = "reject-chain";
 pub const MASQUERADING: &str = "masquerading";
 
 /// A table with every chain of the layout and no set (see [`Sets`]).
-/// `masquerade_rule` is the optional first rule of `services`; `mark` is the masquerade bit.
-pub fn skeleton(family: IpFamily, mark: u32, masquerade_rule: Option<Rule>) -> Table {
+/// `masquerade_rule` is the optional first rule of `services`; `mark` is the masquerade bit;
+/// `all_local` selects the `fib daddr type local` form of NodePort matching over
+/// `@nodeport-ips`.
+pub fn skeleton(
+    family: IpFamily,
+    mark: u32,
+    masquerade_rule: Option<Rule>,
+    all_local: bool,
+) -> Table {
     let mut table = Table::new(family.table_family(), TABLE);
     for chain in base_chains() {
         table.insert_chain(chain);
@@ -36,9 +50,13 @@ pub fn skeleton(family: IpFamily, mark: u32, masquerade_rule: Option<Rule>) -> T
     let mut services = Chain::regular(SERVICES);
     services.rules.extend(masquerade_rule);
     services.push(dispatch(family, SERVICE_IPS));
+    services.push(nodeport_dispatch(family, all_local, SERVICE_NODEPORTS));
     table.insert_chain(services);
     let check = Chain::regular(SERVICE_ENDPOINTS_CHECK);
     table.insert_chain(check.with_rule(dispatch(family, NO_ENDPOINT_SERVICES)));
+    let check = Chain::regular(NODEPORT_ENDPOINTS_CHECK);
+    let rule = nodeport_dispatch(family, all_local, NO_ENDPOINT_NODEPORTS);
+    table.insert_chain(check.with_rule(rule));
     table.insert_chain(cluster_ips_check(family));
     let reject = Rule::new(vec![Stmt::Reject(RejectKind::PortUnreachable)]);
     table.insert_chain(Chain::regular(REJECT_CHAIN).with_rule(reject));
@@ -54,6 +72,9 @@ pub struct Sets {
     pub service_ips: Set,
     pub no_endpoint_services: Set,
     pub endpoint_hairpin: Set,
+    pub service_nodeports: Set,
+    pub nodeport_ips: Set,
+    pub no_endpoint_nodeports: Set,
 }
 
 impl Sets {
@@ -61,12 +82,16 @@ impl Sets {
     pub fn new(family: IpFamily) -> Self {
         let addr = family.addr_type();
         let service_key = vec![addr, DataType::InetProto, DataType::InetService];
+        let nodeport_key = vec![DataType::InetProto, DataType::InetService];
         Sets {
             cluster_ips: Set::set(CLUSTER_IPS, vec![addr]),
             service_cidrs: Set::set(SERVICE_CIDRS, vec![addr]).with_flag(SetFlag::Interval),
             service_ips: Set::map(SERVICE_IPS, service_key.clone(), DataType::Verdict),
             no_endpoint_services: Set::map(NO_ENDPOINT_SERVICES, service_key, DataType::Verdict),
             endpoint_hairpin: Set::set(ENDPOINT_HAIRPIN, vec![addr, addr]),
+            service_nodeports: Set::map(SERVICE_NODEPORTS, nodeport_key.clone(), DataType::Verdict),
+            nodeport_ips: Set::set(NODEPORT_IPS, vec![addr]),
+            no_endpoint_nodeports: Set::map(NO_ENDPOINT_NODEPORTS, nodeport_key, DataType::Verdict),
         }
     }
 
@@ -77,6 +102,9 @@ impl Sets {
         table.insert_set(self.service_ips);
         table.insert_set(self.no_endpoint_services);
         table.insert_set(self.endpoint_hairpin);
+        table.insert_set(self.service_nodeports);
+        table.insert_set(self.nodeport_ips);
+        table.insert_set(self.no_endpoint_nodeports);
     }
 }
 
@@ -98,6 +126,7 @@ fn base_chains() -> [Chain; 8] {
         Chain::base("nat-prerouting", Nat, Hook::Prerouting, -100).with_rule(jump(SERVICES)),
         Chain::base("nat-output", Nat, Hook::Output, -100).with_rule(jump(SERVICES)),
         Chain::base("filter-input", Filter, Hook::Input, 0)
+            .with_rule(new_jump(NODEPORT_ENDPOINTS_CHECK))
             .with_rule(new_jump(SERVICE_ENDPOINTS_CHECK)),
         Chain::base("filter-forward", Filter, Hook::Forward, 0)
             .with_rule(new_jump(SERVICE_ENDPOINTS_CHECK))
@@ -120,6 +149,36 @@ fn dispatch(family: IpFamily, map: &str) -> Rule {
         key,
         map: map.to_owned(),
     }])
+}
+
+/// `ip daddr @nodeport-ips meta l4proto . th dport vmap @map`, or with `all_local`
+/// `fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @map`.
+fn nodeport_dispatch(family: IpFamily, all_local: bool, map: &str) -> Rule {
+    let daddr = || Expr::Payload(family.daddr());
+    let mut stmts = if all_local {
+        let loopback = match family {
+            IpFamily::V4 => IpNet::from(Ipv4Net::new_assert(Ipv4Addr::LOCALHOST, 8)),
+            IpFamily::V6 => IpNet::from(Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128)),
+        };
+        vec![
+            Stmt::eq(
+                Expr::FibType(FibAddr::Daddr),
+                Expr::Literal(Value::AddrType(AddrType::Local)),
+            ),
+            Stmt::ne(daddr(), Expr::Literal(Value::prefix(loopback))),
+        ]
+    } else {
+        vec![Stmt::is_in(daddr(), Expr::SetRef(NODEPORT_IPS.to_owned()))]
+    };
+    let key = Expr::Concat(vec![
+        Expr::Meta(MetaKey::L4proto),
+        Expr::Payload(PayloadField::ThDport),
+    ]);
+    stmts.push(Stmt::Vmap {
+        key,
+        map: map.to_owned(),
+    });
+    Rule::new(stmts)
 }
 
 /// `ip daddr @cluster-ips reject`, then `ip daddr @service-cidrs drop`.

@@ -19,6 +19,8 @@ mod cidrs;
 mod conflict;
 mod emit;
 mod endpoints;
+mod external;
+mod external_chain;
 mod family;
 mod index;
 mod layout;
@@ -26,6 +28,7 @@ mod masquerade;
 mod meta;
 mod names;
 mod naming;
+mod nodeport;
 mod protocol;
 mod select;
 mod service;
@@ -42,8 +45,9 @@ use k8s_openapi::api::core::v1::Node;
 use nftproxy_rules::Ruleset;
 
 use crate::cidrs::{NodeDef, ServiceCidrDef};
-use crate::emit::Tables;
-use crate::naming::PortNames;
+use crate::emit::{ExternalPort, Tables};
+use crate::naming::{ExternalNames, PortNames};
+use crate::service::TrafficPolicy;
 
 /// The masquerade bit used when the configured one does not fit a 32-bit mark.
 const DEFAULT_MASQUERADE_BIT: u8 = 14;
@@ -62,9 +66,10 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
     let mut diagnostics = Vec::new();
     let mark = masquerade_mark(config, &mut diagnostics);
     let node = this_node(snapshot, config, &mut diagnostics);
-    let pod_cidrs = node.map(|n| n.pod_cidrs).unwrap_or_default();
+    let (pod_cidrs, node_addresses) = node.map(|n| (n.pod_cidrs, n.addresses)).unwrap_or_default();
     let masquerade = masquerade::rules(config, &pod_cidrs, mark, &mut diagnostics);
-    let mut tables = Tables::new(mark, masquerade);
+    let node_ports = nodeport::resolve(config, &node_addresses, &mut diagnostics);
+    let mut tables = Tables::new(mark, masquerade, node_ports);
     let [v4, v6] = service_cidrs(snapshot, &mut diagnostics);
     tables.add_service_cidrs(v4.into_iter().chain(v6));
 
@@ -77,13 +82,39 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
         }
         for (port_index, port) in service.ports.iter().enumerate() {
             let names = PortNames::new(&service.id, port);
+            let node_port = service
+                .external
+                .node_ports
+                .get(port_index)
+                .copied()
+                .flatten();
+            let external = (node_port.is_some() || !service.external.ips.is_empty())
+                .then(|| ExternalNames::new(&service.id, port));
             for (family, ip) in service.cluster_ips() {
                 if losers.contains(service_index, port_index, family) {
                     continue;
                 }
                 let policy = service.internal_policy;
                 let outcome = select::select(&slices, port, family, policy, &config.hostname);
+                let all_endpoints = policy == TrafficPolicy::Cluster
+                    && matches!(outcome, select::PortOutcome::Endpoints(_));
                 tables.add_port(ip, port, &names, outcome);
+                if let Some(external) = &external {
+                    let ext = ExternalPort {
+                        port,
+                        node_port,
+                        ips: service.external.ips_of(family),
+                        names: external,
+                        comment: &names.comment,
+                        service_chain: all_endpoints.then_some(names.chain.as_str()),
+                        policy: service.external.policy,
+                    };
+                    let select =
+                        |policy| select::select(&slices, port, family, policy, &config.hostname);
+                    let (cluster, local) =
+                        (select(TrafficPolicy::Cluster), select(TrafficPolicy::Local));
+                    tables.add_external(family, &ext, cluster, local);
+                }
             }
         }
     }

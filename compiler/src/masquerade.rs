@@ -16,14 +16,24 @@ use crate::layout::{self, CLUSTER_IPS};
 /// Linux limits interface names to 15 bytes.
 const IFNAME_MAX: usize = 15;
 
-/// The masquerade rule of each family, indexed by [`IpFamily::index`].
+/// The per-family outcome of the configuration, indexed by [`IpFamily::index`].
+#[derive(Debug, Clone, Default)]
+pub struct Masquerade {
+    /// The masquerade-marking rule at the top of `services`.
+    pub rules: [Option<Rule>; 2],
+    /// The local-traffic detector as a positive match (`ip saddr CIDR`, `iifname "br0"`):
+    /// what `externalTrafficPolicy: Local` short-circuits as pod traffic.
+    pub local: [Option<Stmt>; 2],
+}
+
+/// The masquerade rule and local-traffic detector of each family.
 /// `pod_cidrs` are this node's `spec.podCIDRs` (for `NodeCIDR`).
 pub fn rules(
     config: &CompileConfig,
     pod_cidrs: &[IpNet],
     mark: u32,
     diagnostics: &mut Vec<Diagnostic>,
-) -> [Option<Rule>; 2] {
+) -> Masquerade {
     let mut interface = |name: &str, wildcard: bool, field: &str| {
         let valid = valid_ifname(name);
         if !valid {
@@ -41,21 +51,33 @@ pub fn rules(
         DetectLocal::InterfaceNamePrefix(prefix) => interface(prefix, true, "interfaceNamePrefix"),
         _ => None,
     };
-    IpFamily::ALL.map(|family| {
+    let local = IpFamily::ALL.map(|family| match &config.detect_local {
+        DetectLocal::None => None,
+        DetectLocal::ClusterCidr(cidrs) => source_in(family, cidrs),
+        DetectLocal::NodeCidr => source_in(family, pod_cidrs),
+        DetectLocal::BridgeInterface(_) | DetectLocal::InterfaceNamePrefix(_) => iif
+            .clone()
+            .map(|name| Stmt::eq(Expr::Meta(MetaKey::Iifname), Expr::Literal(name))),
+    });
+    let rules = IpFamily::ALL.map(|family| {
         let condition = if config.masquerade_all {
             Some(None)
         } else {
-            match &config.detect_local {
-                DetectLocal::None => None,
-                DetectLocal::ClusterCidr(cidrs) => source_not_in(family, cidrs).map(Some),
-                DetectLocal::NodeCidr => source_not_in(family, pod_cidrs).map(Some),
-                DetectLocal::BridgeInterface(_) | DetectLocal::InterfaceNamePrefix(_) => iif
-                    .clone()
-                    .map(|name| Some(Stmt::ne(Expr::Meta(MetaKey::Iifname), Expr::Literal(name)))),
-            }
+            local[family.index()]
+                .clone()
+                .map(|stmt| Some(negated(stmt)))
         };
         condition.map(|condition| rule(family, condition, mark))
-    })
+    });
+    Masquerade { rules, local }
+}
+
+/// `left != right` from `left == right` (or `left right-set`).
+fn negated(stmt: Stmt) -> Stmt {
+    match stmt {
+        Stmt::Match { left, right, .. } => Stmt::ne(left, right),
+        other => other,
+    }
 }
 
 /// `ip daddr @cluster-ips [CONDITION] meta mark set meta mark | MARK`
@@ -69,8 +91,8 @@ fn rule(family: IpFamily, condition: Option<Stmt>, mark: u32) -> Rule {
     Rule::new(stmts)
 }
 
-/// `ip saddr != CIDR` (or `!= { CIDR, … }`), from the CIDRs of `family`; `None` if none.
-fn source_not_in(family: IpFamily, cidrs: &[IpNet]) -> Option<Stmt> {
+/// `ip saddr CIDR` (or `ip saddr { CIDR, … }`), from the CIDRs of `family`; `None` if none.
+fn source_in(family: IpFamily, cidrs: &[IpNet]) -> Option<Stmt> {
     let mut values: Vec<Value> = cidrs
         .iter()
         .filter(|net| IpFamily::of_net(net) == family)
@@ -78,12 +100,12 @@ fn source_not_in(family: IpFamily, cidrs: &[IpNet]) -> Option<Stmt> {
         .collect();
     values.sort();
     values.dedup();
-    let right = match values.len() {
-        0 => return None,
-        1 => Expr::Literal(values.remove(0)),
-        _ => Expr::AnonSet(values),
-    };
-    Some(Stmt::ne(Expr::Payload(family.saddr()), right))
+    let saddr = Expr::Payload(family.saddr());
+    match values.len() {
+        0 => None,
+        1 => Some(Stmt::eq(saddr, Expr::Literal(values.remove(0)))),
+        _ => Some(Stmt::is_in(saddr, Expr::AnonSet(values))),
+    }
 }
 
 /// Whether `name` can be an interface name (or a prefix of one) that renders safely

@@ -40,21 +40,56 @@ impl PortNames {
             label,
         ];
         PortNames {
-            chain: chain_name(&identity),
+            chain: chain_name("service-", "", &identity),
             comment: [namespace, "/", name, ":", label].concat(),
         }
     }
 }
 
-/// `service-HASH-IDENTITY`, built in place with one allocation (this runs once per service
-/// port, so `format!` and intermediate strings showed in compile profiles).
-fn chain_name(identity: &[&str]) -> String {
-    const PREFIX: &str = "service-";
+/// The chains of one externally reachable service port, computed only for such ports.
+/// Their hash input is the identity prefixed with the chain kind (`external-ns/name/…`),
+/// so each kind hashes differently from the `service-` chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalNames {
+    /// `external-HASH-…`: where NodePort, externalIP and LB IP traffic goes.
+    pub external: String,
+    /// `local-HASH-…`: this node's endpoints (externalTrafficPolicy Local).
+    pub local: String,
+    /// `cluster-HASH-…`: every endpoint, when the `service-` chain holds only local ones
+    /// (internalTrafficPolicy Local).
+    pub cluster: String,
+}
+
+impl ExternalNames {
+    pub fn new(service: &ServiceId, port: &ServicePortDef) -> Self {
+        let label = port.label();
+        let identity = [
+            service.namespace.as_str(),
+            "/",
+            service.name.as_str(),
+            "/",
+            port.protocol.keyword(),
+            "/",
+            label.as_str(),
+        ];
+        ExternalNames {
+            external: chain_name("external-", "external-", &identity),
+            local: chain_name("local-", "local-", &identity),
+            cluster: chain_name("cluster-", "cluster-", &identity),
+        }
+    }
+}
+
+/// `PREFIX-HASH-IDENTITY` with the hash of `salt` + identity, built in place with one
+/// allocation (this runs once per service port, so `format!` and intermediate strings
+/// showed in compile profiles).
+fn chain_name(prefix: &str, salt: &str, identity: &[&str]) -> String {
     const HASH: usize = 8;
-    let start = PREFIX.len() + HASH + 1;
+    let start = prefix.len() + HASH + 1;
     let mut chain = String::with_capacity(start + identity.iter().map(|p| p.len()).sum::<usize>());
-    chain.push_str(PREFIX);
+    chain.push_str(prefix);
     let mut hasher = Sha256::new();
+    hasher.update(salt.as_bytes());
     identity.iter().for_each(|p| hasher.update(p.as_bytes()));
     let digest = hasher.finalize();
     // 5 bytes are 40 bits: exactly the first 8 base32 characters of the full digest.
@@ -102,6 +137,19 @@ mod tests {
         let names = PortNames::new(&id("ns", "dns"), &port("", 53, Protocol::Udp));
         assert!(names.chain.ends_with("-ns/dns/udp/53"), "{}", names.chain);
         assert_eq!(names.comment, "ns/dns:53");
+    }
+
+    #[test]
+    fn external_chains_hash_their_kind_with_the_identity() {
+        let svc = PortNames::new(&id("ns", "web"), &port("http", 80, Protocol::Tcp));
+        let ext = ExternalNames::new(&id("ns", "web"), &port("http", 80, Protocol::Tcp));
+        let full = BASE32_NOPAD.encode(&Sha256::digest(b"external-ns/web/tcp/http"));
+        assert_eq!(
+            ext.external,
+            format!("external-{}-ns/web/tcp/http", &full[..8])
+        );
+        assert_ne!(svc.chain[8..16], ext.local[6..14]);
+        assert!(ext.cluster.starts_with("cluster-") && ext.cluster.ends_with("-ns/web/tcp/http"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::jiff::Timestamp;
 use thiserror::Error;
 
+use crate::external::{self, ExternalDef, ExternalError};
 use crate::family::IpFamily;
 use crate::meta::{self, IdentityError};
 use crate::names::{self, NameError};
@@ -33,9 +34,10 @@ impl fmt::Display for ServiceId {
     }
 }
 
-/// `internalTrafficPolicy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `internalTrafficPolicy` or `externalTrafficPolicy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum TrafficPolicy {
+    #[default]
     Cluster,
     Local,
 }
@@ -70,6 +72,8 @@ pub struct ServiceDef {
     pub cluster_ips: [Option<IpAddr>; 2],
     pub ports: Vec<ServicePortDef>,
     pub internal_policy: TrafficPolicy,
+    /// NodePorts, externalIPs, LoadBalancer IPs and `externalTrafficPolicy`.
+    pub external: ExternalDef,
 }
 
 impl ServiceDef {
@@ -86,6 +90,8 @@ impl ServiceDef {
 pub enum ServiceError {
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    #[error(transparent)]
+    External(#[from] ExternalError),
     #[error("spec is missing")]
     MissingSpec,
     #[error("spec.type {0:?} is not ClusterIP, NodePort, LoadBalancer or ExternalName")]
@@ -166,6 +172,7 @@ impl TryFrom<&Service> for ServiceDef {
             cluster_ips: cluster_ips(spec)?,
             ports: ports(spec.ports.as_deref().unwrap_or_default())?,
             internal_policy,
+            external: external::external(service)?,
         })
     }
 }

@@ -10,14 +10,14 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{
-    EndpointAddress, EndpointPort as LegacyPort, EndpointSubset, Endpoints, Node, NodeSpec,
-    Service, ServicePort, ServiceSpec,
+    EndpointAddress, EndpointPort as LegacyPort, EndpointSubset, Endpoints, LoadBalancerIngress,
+    Node, NodeSpec, Service, ServicePort, ServiceSpec,
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::api::networking::v1::{ServiceCIDR, ServiceCIDRSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use nftproxy_rules::{Family, Stmt, Table, TableId, Value, Verdict};
+use nftproxy_rules::{Family, L4Proto, Stmt, Table, TableId, Value, Verdict};
 
 use crate::{ClusterSnapshot, CompileConfig, Compiled};
 
@@ -77,6 +77,37 @@ impl ServiceBuilder {
 
     pub fn internal_local(mut self) -> Self {
         self.spec().internal_traffic_policy = Some("Local".to_owned());
+        self
+    }
+
+    /// Sets `nodePort` on the last port added.
+    pub fn node_port(mut self, node_port: i32) -> Self {
+        let ports = self.spec().ports.get_or_insert_with(Vec::new);
+        ports.last_mut().expect("a port first").node_port = Some(node_port);
+        self
+    }
+
+    pub fn external_ips(mut self, ips: &[&str]) -> Self {
+        self.spec().external_ips = Some(ips.iter().map(|s| (*s).to_owned()).collect());
+        self
+    }
+
+    pub fn external_local(mut self) -> Self {
+        self.spec().external_traffic_policy = Some("Local".to_owned());
+        self
+    }
+
+    /// Adds a `status.loadBalancer.ingress` entry.
+    pub fn ingress(mut self, ip: &str, ip_mode: Option<&str>) -> Self {
+        let status = self.0.status.get_or_insert_with(Default::default);
+        let lb = status.load_balancer.get_or_insert_with(Default::default);
+        lb.ingress
+            .get_or_insert_with(Vec::new)
+            .push(LoadBalancerIngress {
+                ip: Some(ip.to_owned()),
+                ip_mode: ip_mode.map(str::to_owned),
+                ..LoadBalancerIngress::default()
+            });
         self
     }
 
@@ -384,6 +415,30 @@ impl Compiled {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The verdict of `proto . port` in the node-port map `map` of `family`'s table.
+    pub fn node_port_in(
+        &self,
+        family: Family,
+        map: &str,
+        proto: L4Proto,
+        port: u16,
+    ) -> Option<Verdict> {
+        let key = vec![Value::Proto(proto), Value::Port(port)];
+        let element = self.table_of(family).sets[map]
+            .elements
+            .get(&nftproxy_rules::ElementKey::from(key))?;
+        match &element.value {
+            Some(Value::Verdict(v)) => Some(v.clone()),
+            other => panic!("not a verdict: {other:?}"),
+        }
+    }
+
+    /// The rules of chain `name` in `family`'s table, rendered.
+    pub fn chain_rules(&self, family: Family, name: &str) -> Vec<String> {
+        let chain = &self.table_of(family).chains[name];
+        chain.rules.iter().map(ToString::to_string).collect()
     }
 
     /// The keys of a set, rendered with `Debug`, for compact assertions.

@@ -1,5 +1,6 @@
-//! Behaviour of `compile` for ClusterIP services, one Kubernetes rule per test.
+//! Behaviour of `compile`, one Kubernetes rule per test.
 
+mod external;
 mod ruleset;
 mod selection;
 mod services;

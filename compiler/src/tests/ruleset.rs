@@ -112,7 +112,7 @@ fn both_tables_exist_without_any_service() {
     let compiled = cluster().compile();
     for family in [Family::Ip, Family::Ip6] {
         let table = compiled.table_of(family);
-        assert_eq!(table.sets.len(), 5);
+        assert_eq!(table.sets.len(), 8);
         assert!(table.chains.contains_key("nat-prerouting"));
         assert!(table.chains.contains_key("masquerading"));
     }
@@ -176,7 +176,7 @@ fn input_order_does_not_matter() {
 
 fn masquerade_rule(compiled: &crate::Compiled, family: Family) -> Option<String> {
     let services = &compiled.table_of(family).chains["services"];
-    (services.rules.len() == 2).then(|| services.rules[0].to_string())
+    (services.rules.len() == 3).then(|| services.rules[0].to_string())
 }
 
 fn compile_with(config: crate::CompileConfig) -> crate::Compiled {

@@ -123,6 +123,12 @@ impl Lab {
         }
     }
 
+    /// Adds `cidr` (an address with its prefix, e.g. `198.51.100.11/24`) to node-1's LAN
+    /// interface, for a second node address on the LAN.
+    pub fn add_node1_lan_address(&self, cidr: &str) {
+        super::topology::ip_batch(&self.node1, &[format!("addr add {cidr} dev lan0 nodad")]);
+    }
+
     /// Loads an nft script into node-1; panics with nft's error.
     pub fn load_ruleset(&self, script: &str) {
         if let Err(e) = self.node1.nft_load(script, false) {
