@@ -19,8 +19,10 @@ use nftproxy_rules::{
     Value, Verdict,
 };
 
+use crate::external::ExternalDef;
 use crate::external_chain;
 use crate::family::IpFamily;
+use crate::firewall;
 use crate::layout::{self, REJECT_CHAIN, Sets};
 use crate::masquerade::Masquerade;
 use crate::naming::{ExternalNames, PortNames};
@@ -55,6 +57,18 @@ pub struct ExternalPort<'a> {
     pub policy: TrafficPolicy,
 }
 
+/// The firewall of one service port, for [`Tables::add_firewall`].
+#[derive(Debug)]
+pub struct FirewallPort<'a> {
+    pub port: &'a ServicePortDef,
+    pub external: &'a ExternalDef,
+    /// The `firewall-…` chain.
+    pub chain: &'a str,
+    pub comment: &'a str,
+    /// This node's addresses (Node addresses and configured extra node IPs).
+    pub node_addresses: &'a [IpAddr],
+}
+
 /// One family's table while it is being built.
 #[derive(Debug)]
 struct Building {
@@ -67,6 +81,7 @@ struct Building {
     nodeport_ips: Vec<IpAddr>,
     service_nodeports: Vec<Dispatch<NodePortKey>>,
     no_endpoint_nodeports: Vec<Dispatch<NodePortKey>>,
+    firewall_ips: Vec<Dispatch<VipKey>>,
     /// The local-traffic detector of this family (see `masquerade`).
     local: Option<Stmt>,
     mark: u32,
@@ -99,6 +114,7 @@ impl Tables {
                 nodeport_ips,
                 service_nodeports: Vec::new(),
                 no_endpoint_nodeports: Vec::new(),
+                firewall_ips: Vec::new(),
                 local: local[index].clone(),
                 mark,
             }
@@ -214,6 +230,27 @@ impl Tables {
         building.dispatch_external(ext, &Verdict::Goto(names.external.clone()));
     }
 
+    /// Adds the `loadBalancerSourceRanges` check of one service port in one family: its
+    /// `firewall-…` chain and a `firewall-ips` element per LB IP. Nothing when the port
+    /// has no LB IP of the family or the Service lists no range.
+    pub fn add_firewall(&mut self, family: IpFamily, fw: &FirewallPort<'_>) {
+        let lb_ips = fw.external.lb_ips_of(family);
+        if lb_ips.is_empty() || !fw.external.source_ranges.listed {
+            return;
+        }
+        let building = &mut self.tables[family.index()];
+        let ranges = &fw.external.source_ranges;
+        let chain = firewall::chain(fw.chain, family, ranges, &lb_ips, fw.node_addresses);
+        building.table.insert_chain(chain);
+        let verdict = Verdict::Goto(fw.chain.to_owned());
+        for ip in lb_ips {
+            let key = (ip, fw.port.protocol.l4(), fw.port.port);
+            building
+                .firewall_ips
+                .push(dispatch(key, &verdict, fw.comment));
+        }
+    }
+
     /// The finished ruleset: both tables, always, even without services.
     pub fn finish(self) -> Ruleset {
         let mut ruleset = Ruleset::new();
@@ -295,6 +332,7 @@ impl Building {
             self.no_endpoint_nodeports,
             node_port,
         );
+        fill_map(&mut sets.firewall_ips, self.firewall_ips, vip);
         sets.insert_into(&mut self.table);
         self.table
     }

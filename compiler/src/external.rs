@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Service;
 use thiserror::Error;
 
 use crate::family::IpFamily;
+use crate::firewall::SourceRanges;
 use crate::service::TrafficPolicy;
 
 /// Why the external part of a Service was refused.
@@ -34,6 +35,10 @@ pub struct ExternalDef {
     pub node_ports: Vec<Option<u16>>,
     /// `spec.externalIPs`, then the ingress IPs, sorted and deduplicated.
     pub ips: Vec<IpAddr>,
+    /// The ingress IPs alone (LoadBalancer Services), sorted and deduplicated.
+    pub lb_ips: Vec<IpAddr>,
+    /// `spec.loadBalancerSourceRanges` (LoadBalancer Services only).
+    pub source_ranges: SourceRanges,
     pub policy: TrafficPolicy,
 }
 
@@ -41,6 +46,12 @@ impl ExternalDef {
     /// The externalIPs and LB IPs of `family`.
     pub fn ips_of(&self, family: IpFamily) -> Vec<IpAddr> {
         let of_family = self.ips.iter().filter(|ip| IpFamily::of(ip) == family);
+        of_family.copied().collect()
+    }
+
+    /// The LB IPs of `family`.
+    pub fn lb_ips_of(&self, family: IpFamily) -> Vec<IpAddr> {
+        let of_family = self.lb_ips.iter().filter(|ip| IpFamily::of(ip) == family);
         of_family.copied().collect()
     }
 }
@@ -71,7 +82,14 @@ pub fn external(service: &Service) -> Result<ExternalDef, ExternalError> {
     for text in spec.external_ips.iter().flatten() {
         ips.push(usable_ip(text).ok_or_else(|| ExternalError::ExternalIp(text.clone()))?);
     }
+    let mut lb_ips = Vec::new();
+    let mut source_ranges = SourceRanges::default();
     if type_ == Some("LoadBalancer") {
+        let raw = spec
+            .load_balancer_source_ranges
+            .as_deref()
+            .unwrap_or_default();
+        source_ranges = SourceRanges::parse(raw);
         let ingress = service
             .status
             .as_ref()
@@ -81,14 +99,19 @@ pub fn external(service: &Service) -> Result<ExternalDef, ExternalError> {
             let (Some(text), false) = (&entry.ip, entry.ip_mode.as_deref() == Some("Proxy")) else {
                 continue;
             };
-            ips.push(usable_ip(text).ok_or_else(|| ExternalError::IngressIp(text.clone()))?);
+            lb_ips.push(usable_ip(text).ok_or_else(|| ExternalError::IngressIp(text.clone()))?);
         }
     }
+    ips.extend(&lb_ips);
     ips.sort_unstable();
     ips.dedup();
+    lb_ips.sort_unstable();
+    lb_ips.dedup();
     Ok(ExternalDef {
         node_ports,
         ips,
+        lb_ips,
+        source_ranges,
         policy,
     })
 }

@@ -25,11 +25,13 @@ pub const ENDPOINT_HAIRPIN: &str = "endpoint-hairpin";
 pub const SERVICE_NODEPORTS: &str = "service-nodeports";
 pub const NODEPORT_IPS: &str = "nodeport-ips";
 pub const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
+pub const FIREWALL_IPS: &str = "firewall-ips";
 
 pub const SERVICES: &str = "services";
 pub const SERVICE_ENDPOINTS_CHECK: &str = "service-endpoints-check";
 pub const NODEPORT_ENDPOINTS_CHECK: &str = "nodeport-endpoints-check";
 pub const CLUSTER_IPS_CHECK: &str = "cluster-ips-check";
+pub const FIREWALL_CHECK: &str = "firewall-check";
 pub const REJECT_CHAIN: &str = "reject-chain";
 pub const MASQUERADING: &str = "masquerading";
 
@@ -58,6 +60,7 @@ pub fn skeleton(
     let rule = nodeport_dispatch(family, all_local, NO_ENDPOINT_NODEPORTS);
     table.insert_chain(check.with_rule(rule));
     table.insert_chain(cluster_ips_check(family));
+    table.insert_chain(Chain::regular(FIREWALL_CHECK).with_rule(dispatch(family, FIREWALL_IPS)));
     let reject = Rule::new(vec![Stmt::Reject(RejectKind::PortUnreachable)]);
     table.insert_chain(Chain::regular(REJECT_CHAIN).with_rule(reject));
     table.insert_chain(masquerading(family, mark));
@@ -75,6 +78,7 @@ pub struct Sets {
     pub service_nodeports: Set,
     pub nodeport_ips: Set,
     pub no_endpoint_nodeports: Set,
+    pub firewall_ips: Set,
 }
 
 impl Sets {
@@ -87,7 +91,12 @@ impl Sets {
             cluster_ips: Set::set(CLUSTER_IPS, vec![addr]),
             service_cidrs: Set::set(SERVICE_CIDRS, vec![addr]).with_flag(SetFlag::Interval),
             service_ips: Set::map(SERVICE_IPS, service_key.clone(), DataType::Verdict),
-            no_endpoint_services: Set::map(NO_ENDPOINT_SERVICES, service_key, DataType::Verdict),
+            no_endpoint_services: Set::map(
+                NO_ENDPOINT_SERVICES,
+                service_key.clone(),
+                DataType::Verdict,
+            ),
+            firewall_ips: Set::map(FIREWALL_IPS, service_key, DataType::Verdict),
             endpoint_hairpin: Set::set(ENDPOINT_HAIRPIN, vec![addr, addr]),
             service_nodeports: Set::map(SERVICE_NODEPORTS, nodeport_key.clone(), DataType::Verdict),
             nodeport_ips: Set::set(NODEPORT_IPS, vec![addr]),
@@ -105,6 +114,7 @@ impl Sets {
         table.insert_set(self.service_nodeports);
         table.insert_set(self.nodeport_ips);
         table.insert_set(self.no_endpoint_nodeports);
+        table.insert_set(self.firewall_ips);
     }
 }
 
@@ -121,8 +131,10 @@ fn base_chains() -> [Chain; 8] {
     };
     let jump = |target: &str| Rule::new(vec![Stmt::Verdict(Verdict::Jump(target.to_owned()))]);
     [
-        Chain::base("filter-prerouting-pre-dnat", Filter, Hook::Prerouting, -110),
-        Chain::base("filter-output-pre-dnat", Filter, Hook::Output, -110),
+        Chain::base("filter-prerouting-pre-dnat", Filter, Hook::Prerouting, -110)
+            .with_rule(new_jump(FIREWALL_CHECK)),
+        Chain::base("filter-output-pre-dnat", Filter, Hook::Output, -110)
+            .with_rule(new_jump(FIREWALL_CHECK)),
         Chain::base("nat-prerouting", Nat, Hook::Prerouting, -100).with_rule(jump(SERVICES)),
         Chain::base("nat-output", Nat, Hook::Output, -100).with_rule(jump(SERVICES)),
         Chain::base("filter-input", Filter, Hook::Input, 0)

@@ -22,6 +22,7 @@ mod endpoints;
 mod external;
 mod external_chain;
 mod family;
+mod firewall;
 mod index;
 mod layout;
 mod masquerade;
@@ -45,7 +46,7 @@ use k8s_openapi::api::core::v1::Node;
 use nftproxy_rules::Ruleset;
 
 use crate::cidrs::{NodeDef, ServiceCidrDef};
-use crate::emit::{ExternalPort, Tables};
+use crate::emit::{ExternalPort, FirewallPort, Tables};
 use crate::naming::{ExternalNames, PortNames};
 use crate::service::TrafficPolicy;
 
@@ -69,6 +70,8 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
     let (pod_cidrs, node_addresses) = node.map(|n| (n.pod_cidrs, n.addresses)).unwrap_or_default();
     let masquerade = masquerade::rules(config, &pod_cidrs, mark, &mut diagnostics);
     let node_ports = nodeport::resolve(config, &node_addresses, &mut diagnostics);
+    let mut node_addresses = node_addresses;
+    node_addresses.extend(&config.extra_node_ips);
     let mut tables = Tables::new(mark, masquerade, node_ports);
     let [v4, v6] = service_cidrs(snapshot, &mut diagnostics);
     tables.add_service_cidrs(v4.into_iter().chain(v6));
@@ -77,6 +80,7 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
     let losers = conflict::resolve(&inputs.services, &mut diagnostics);
     for (service_index, service) in inputs.services.iter().enumerate() {
         let slices = inputs.slices_for(&service.id, &mut diagnostics);
+        source_range_warnings(service, &mut diagnostics);
         for (_, ip) in service.cluster_ips() {
             tables.add_cluster_ip(ip);
         }
@@ -100,6 +104,14 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
                     && matches!(outcome, select::PortOutcome::Endpoints(_));
                 tables.add_port(ip, port, &names, outcome);
                 if let Some(external) = &external {
+                    let firewall = FirewallPort {
+                        port,
+                        external: &service.external,
+                        chain: &external.firewall,
+                        comment: &names.comment,
+                        node_addresses: &node_addresses,
+                    };
+                    tables.add_firewall(family, &firewall);
                     let ext = ExternalPort {
                         port,
                         node_port,
@@ -125,6 +137,18 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
     Compiled {
         ruleset: tables.finish(),
         diagnostics,
+    }
+}
+
+/// A warning per `loadBalancerSourceRanges` entry that was normalised or ignored.
+fn source_range_warnings(service: &service::ServiceDef, diagnostics: &mut Vec<Diagnostic>) {
+    let id = &service.id;
+    for note in &service.external.source_ranges.notes {
+        diagnostics.push(Diagnostic {
+            severity: Severity::Warning,
+            object: ObjectRef::new("Service", Some(&id.namespace), id.name.as_str()),
+            message: note.clone(),
+        });
     }
 }
 

@@ -58,6 +58,8 @@ pub struct ExternalNames {
     /// `cluster-HASH-…`: every endpoint, when the `service-` chain holds only local ones
     /// (internalTrafficPolicy Local).
     pub cluster: String,
+    /// `firewall-HASH-…`: the loadBalancerSourceRanges check of the LB IPs.
+    pub firewall: String,
 }
 
 impl ExternalNames {
@@ -76,6 +78,7 @@ impl ExternalNames {
             external: chain_name("external-", "external-", &identity),
             local: chain_name("local-", "local-", &identity),
             cluster: chain_name("cluster-", "cluster-", &identity),
+            firewall: chain_name("firewall-", "firewall-", &identity),
         }
     }
 }

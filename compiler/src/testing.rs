@@ -111,6 +111,12 @@ impl ServiceBuilder {
         self
     }
 
+    pub fn source_ranges(mut self, ranges: &[&str]) -> Self {
+        let ranges = ranges.iter().map(|s| (*s).to_owned()).collect();
+        self.spec().load_balancer_source_ranges = Some(ranges);
+        self
+    }
+
     pub fn type_(mut self, type_: &str) -> Self {
         self.spec().type_ = Some(type_.to_owned());
         self

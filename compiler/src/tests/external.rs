@@ -153,3 +153,38 @@ fn an_external_ip_that_is_not_an_address_refuses_the_service() {
         compiled.messages()
     );
 }
+
+#[test]
+fn source_ranges_guard_only_the_load_balancer_ips_of_a_load_balancer_service() {
+    let compiled = cluster()
+        .service(
+            node_port_web()
+                .type_("LoadBalancer")
+                .external_ips(&["192.0.2.9"])
+                .ingress("192.0.2.10", None)
+                .source_ranges(&["203.0.113.0/25"]),
+        )
+        .slice(two_nodes())
+        .compile();
+    assert_eq!(compiled.set_len(Family::Ip, "firewall-ips"), 1);
+    let lb = nftproxy_rules::Value::from("192.0.2.10".parse::<std::net::IpAddr>().unwrap());
+    let key = vec![
+        lb,
+        nftproxy_rules::Value::Proto(L4Proto::Tcp),
+        nftproxy_rules::Value::Port(80),
+    ];
+    assert!(compiled.set_has(Family::Ip, "firewall-ips", key));
+}
+
+#[test]
+fn source_ranges_of_a_service_that_is_not_a_load_balancer_are_ignored() {
+    let compiled = cluster()
+        .service(
+            node_port_web()
+                .external_ips(&["192.0.2.9"])
+                .source_ranges(&["203.0.113.0/25"]),
+        )
+        .slice(two_nodes())
+        .compile();
+    assert_eq!(compiled.set_len(Family::Ip, "firewall-ips"), 0);
+}

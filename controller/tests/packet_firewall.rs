@@ -1,0 +1,105 @@
+//! Packet-flow tests of `loadBalancerSourceRanges`: new connections to a LoadBalancer IP
+//! from sources outside the ranges are dropped before DNAT; the NodePort of the same
+//! Service is not filtered.
+//!
+//! Pods: `x` (a client pod) on node-1, `b` (the endpoint) on node-2. External clients:
+//! `ok` (203.0.113.10, inside 203.0.113.0/25) and `blocked` (203.0.113.200, outside it).
+
+mod common;
+mod lab;
+
+use common::netns::kernel_tests_enabled;
+use lab::{Lab, Member, Proto, at};
+
+const SERVICES: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: fw, namespace: default}
+spec:
+  type: LoadBalancer
+  clusterIP: 198.19.0.40
+  loadBalancerSourceRanges: [203.0.113.0/25]
+  ports:
+  - {name: http, protocol: TCP, port: 80, targetPort: 8080, nodePort: 30080}
+  - {name: echo, protocol: UDP, port: 80, targetPort: 8080, nodePort: 30080}
+status:
+  loadBalancer:
+    ingress: [{ip: 192.0.2.40}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: fw-v4, namespace: default, labels: {kubernetes.io/service-name: fw}}
+addressType: IPv4
+ports: [{name: http, protocol: TCP, port: 8080}, {name: echo, protocol: UDP, port: 8080}]
+endpoints:
+- {addresses: [198.18.2.10], conditions: {ready: true}, nodeName: node-2}
+"#;
+
+const CONFIG: &str = "apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: nftables
+detectLocalMode: ClusterCIDR
+clusterCIDR: 198.18.0.0/16
+";
+
+/// The lab with the service loaded on node-1.
+fn lab() -> Lab {
+    let lab = Lab::builder()
+        .pod("x", lab::Node::One, 20)
+        .pod("b", lab::Node::Two, 10)
+        .client("ok", 10)
+        .client("blocked", 200)
+        .build();
+    lab.load_cluster(SERVICES, Some(CONFIG));
+    lab
+}
+
+#[test]
+fn load_balancer_ip_answers_a_client_inside_the_source_ranges() {
+    if !kernel_tests_enabled("load_balancer_ip_answers_a_client_inside_the_source_ranges") {
+        return;
+    }
+    let lab = lab();
+    for proto in [Proto::Tcp, Proto::Udp] {
+        let probe = lab.probe(Member::Client("ok"), proto, at("192.0.2.40:80"));
+        assert_eq!(probe.reply().0, "b", "{probe}");
+    }
+}
+
+#[test]
+fn load_balancer_ip_drops_a_client_outside_the_source_ranges() {
+    if !kernel_tests_enabled("load_balancer_ip_drops_a_client_outside_the_source_ranges") {
+        return;
+    }
+    let lab = lab();
+    for proto in [Proto::Tcp, Proto::Udp] {
+        lab.probe(Member::Client("blocked"), proto, at("192.0.2.40:80"))
+            .assert_timeout();
+    }
+}
+
+#[test]
+fn node_port_of_the_same_service_is_not_filtered_by_source_ranges() {
+    if !kernel_tests_enabled("node_port_of_the_same_service_is_not_filtered_by_source_ranges") {
+        return;
+    }
+    let lab = lab();
+    let probe = lab.probe(
+        Member::Client("blocked"),
+        Proto::Tcp,
+        at("198.51.100.1:30080"),
+    );
+    assert_eq!(probe.reply().0, "b", "{probe}");
+}
+
+#[test]
+fn pod_reaching_the_load_balancer_ip_is_filtered_by_its_own_source() {
+    if !kernel_tests_enabled("pod_reaching_the_load_balancer_ip_is_filtered_by_its_own_source") {
+        return;
+    }
+    let lab = lab();
+    lab.probe(Member::Pod("x"), Proto::Tcp, at("192.0.2.40:80"))
+        .assert_timeout();
+    let cluster_ip = lab.probe(Member::Pod("x"), Proto::Tcp, at("198.19.0.40:80"));
+    assert_eq!(cluster_ip.reply().0, "b", "{cluster_ip}");
+}
