@@ -22,6 +22,8 @@ pub enum ExternalError {
     Policy(String),
     #[error("spec.ports[{index}].nodePort {port} is out of range 1-65535")]
     NodePort { index: usize, port: i32 },
+    #[error("spec.healthCheckNodePort {0} is out of range 1-65535")]
+    HealthCheckNodePort(i32),
     #[error("spec.externalIPs entry {0:?} is not a usable IP address")]
     ExternalIp(String),
     #[error("status.loadBalancer.ingress entry {0:?} is not a usable IP address")]
@@ -40,6 +42,8 @@ pub struct ExternalDef {
     /// `spec.loadBalancerSourceRanges` (LoadBalancer Services only).
     pub source_ranges: SourceRanges,
     pub policy: TrafficPolicy,
+    /// `spec.healthCheckNodePort` of a LoadBalancer Service with externalTrafficPolicy Local.
+    pub health_check_node_port: Option<u16>,
 }
 
 impl ExternalDef {
@@ -107,12 +111,19 @@ pub fn external(service: &Service) -> Result<ExternalDef, ExternalError> {
     ips.dedup();
     lb_ips.sort_unstable();
     lb_ips.dedup();
+    let health_check_node_port = match spec.health_check_node_port {
+        Some(n) if type_ == Some("LoadBalancer") && policy == TrafficPolicy::Local && n != 0 => {
+            Some(u16::try_from(n).map_err(|_| ExternalError::HealthCheckNodePort(n))?)
+        }
+        _ => None,
+    };
     Ok(ExternalDef {
         node_ports,
         ips,
         lb_ips,
         source_ranges,
         policy,
+        health_check_node_port,
     })
 }
 

@@ -23,6 +23,7 @@ mod external;
 mod external_chain;
 mod family;
 mod firewall;
+mod health_check;
 mod index;
 mod layout;
 mod masquerade;
@@ -40,6 +41,7 @@ mod tests;
 
 pub use config::{CompileConfig, DetectLocal};
 pub use diagnostic::{Diagnostic, ObjectRef, Severity};
+pub use health_check::HealthCheck;
 pub use snapshot::ClusterSnapshot;
 
 use k8s_openapi::api::core::v1::Node;
@@ -59,6 +61,9 @@ pub struct Compiled {
     pub ruleset: Ruleset,
     /// Sorted by object, then message; no duplicates.
     pub diagnostics: Vec<Diagnostic>,
+    /// Services that need a health-check node port (LoadBalancer, externalTrafficPolicy
+    /// Local, `healthCheckNodePort` set), sorted by `namespace/name`.
+    pub health_checks: Vec<HealthCheck>,
 }
 
 /// Compiles a cluster snapshot into the node's ruleset. Deterministic: the same input gives
@@ -78,9 +83,15 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
 
     let inputs = index::Inputs::build(snapshot, &mut diagnostics);
     let losers = conflict::resolve(&inputs.services, &mut diagnostics);
+    let mut health_checks = Vec::new();
     for (service_index, service) in inputs.services.iter().enumerate() {
         let slices = inputs.slices_for(&service.id, &mut diagnostics);
         source_range_warnings(service, &mut diagnostics);
+        health_checks.extend(health_check::health_check(
+            service,
+            &slices,
+            &config.hostname,
+        ));
         for (_, ip) in service.cluster_ips() {
             tables.add_cluster_ip(ip);
         }
@@ -134,9 +145,11 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
         (&a.object, &a.message, a.severity).cmp(&(&b.object, &b.message, b.severity))
     });
     diagnostics.dedup();
+    health_checks.sort_unstable();
     Compiled {
         ruleset: tables.finish(),
         diagnostics,
+        health_checks,
     }
 }
 

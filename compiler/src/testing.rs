@@ -111,6 +111,11 @@ impl ServiceBuilder {
         self
     }
 
+    pub fn health_check_node_port(mut self, port: i32) -> Self {
+        self.spec().health_check_node_port = Some(port);
+        self
+    }
+
     pub fn source_ranges(mut self, ranges: &[&str]) -> Self {
         let ranges = ranges.iter().map(|s| (*s).to_owned()).collect();
         self.spec().load_balancer_source_ranges = Some(ranges);

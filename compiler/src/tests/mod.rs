@@ -1,6 +1,7 @@
 //! Behaviour of `compile`, one Kubernetes rule per test.
 
 mod external;
+mod health_checks;
 mod ruleset;
 mod selection;
 mod services;
