@@ -19,10 +19,9 @@ use nftproxy_rules::{
     Value, Verdict,
 };
 
-use crate::external::ExternalDef;
 use crate::external_chain;
 use crate::family::IpFamily;
-use crate::firewall;
+use crate::firewall::{self, SourceRanges};
 use crate::layout::{self, REJECT_CHAIN, Sets};
 use crate::masquerade::Masquerade;
 use crate::naming::{ExternalNames, PortNames};
@@ -61,7 +60,9 @@ pub struct ExternalPort<'a> {
 #[derive(Debug)]
 pub struct FirewallPort<'a> {
     pub port: &'a ServicePortDef,
-    pub external: &'a ExternalDef,
+    /// The LB IPs of the family (those that did not lose a conflict).
+    pub lb_ips: Vec<IpAddr>,
+    pub ranges: &'a SourceRanges,
     /// The `firewall-…` chain.
     pub chain: &'a str,
     pub comment: &'a str,
@@ -181,6 +182,10 @@ impl Tables {
         cluster: PortOutcome,
         local: PortOutcome,
     ) {
+        if ext.node_port.is_none() && ext.ips.is_empty() {
+            // Every external claim of this port lost a conflict: nothing would use a chain.
+            return;
+        }
         let building = &mut self.tables[family.index()];
         let PortOutcome::Endpoints(targets) = cluster else {
             building.no_endpoints(ext, Verdict::Goto(REJECT_CHAIN.to_owned()));
@@ -234,16 +239,14 @@ impl Tables {
     /// `firewall-…` chain and a `firewall-ips` element per LB IP. Nothing when the port
     /// has no LB IP of the family or the Service lists no range.
     pub fn add_firewall(&mut self, family: IpFamily, fw: &FirewallPort<'_>) {
-        let lb_ips = fw.external.lb_ips_of(family);
-        if lb_ips.is_empty() || !fw.external.source_ranges.listed {
+        if fw.lb_ips.is_empty() || !fw.ranges.listed {
             return;
         }
         let building = &mut self.tables[family.index()];
-        let ranges = &fw.external.source_ranges;
-        let chain = firewall::chain(fw.chain, family, ranges, &lb_ips, fw.node_addresses);
+        let chain = firewall::chain(fw.chain, family, fw.ranges, &fw.lb_ips, fw.node_addresses);
         building.table.insert_chain(chain);
         let verdict = Verdict::Goto(fw.chain.to_owned());
-        for ip in lb_ips {
+        for &ip in &fw.lb_ips {
             let key = (ip, fw.port.protocol.l4(), fw.port.port);
             building
                 .firewall_ips
@@ -400,9 +403,9 @@ fn dispatch<K>(key: K, verdict: &Verdict, comment: &str) -> Dispatch<K> {
     }
 }
 
-/// Sets a verdict map's elements. The sort is stable and the first of equal keys is kept,
-/// so when two services claim one key (an externalIP or NodePort used twice) the first
-/// service in identity order wins, whatever the input order.
+/// Sets a verdict map's elements. Conflicts between services are settled before (see
+/// `conflict`); the sort is stable and the first of equal keys is kept, so any duplicate
+/// left (one service listing an address twice) is dropped deterministically.
 fn fill_map<K: Ord + Copy>(
     set: &mut Set,
     mut dispatches: Vec<Dispatch<K>>,

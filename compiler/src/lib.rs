@@ -5,9 +5,10 @@
 //! into validated domain types at the boundary; an object that fails validation becomes a
 //! [`Diagnostic`] and is skipped, it never fails the ruleset.
 //!
-//! Pipeline: index the snapshot once (`index`), settle ClusterIP conflicts (`conflict`),
-//! then per service port and family choose endpoints (`select`) and emit elements and
-//! chains (`emit`) into the fixed layout (`layout`, `masquerade`).
+//! Pipeline: index the snapshot once (`index`), settle conflicting ClusterIP,
+//! external-address and NodePort claims (`conflict`), then per service port and family
+//! choose endpoints (`select`) and emit elements and chains (`emit`) into the fixed layout
+//! (`layout`, `masquerade`).
 
 pub mod config;
 pub mod diagnostic;
@@ -43,6 +44,8 @@ pub use config::{CompileConfig, DetectLocal};
 pub use diagnostic::{Diagnostic, ObjectRef, Severity};
 pub use health_check::HealthCheck;
 pub use snapshot::ClusterSnapshot;
+
+use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Node;
 use nftproxy_rules::Ruleset;
@@ -102,7 +105,12 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
                 .node_ports
                 .get(port_index)
                 .copied()
-                .flatten();
+                .flatten()
+                .filter(|_| !losers.lost_node_port(service_index, port_index));
+            let kept = |ips: Vec<IpAddr>| -> Vec<IpAddr> {
+                let won = |ip: &IpAddr| !losers.lost_external_ip(service_index, port_index, *ip);
+                ips.into_iter().filter(won).collect()
+            };
             let external = (node_port.is_some() || !service.external.ips.is_empty())
                 .then(|| ExternalNames::new(&service.id, port));
             for (family, ip) in service.cluster_ips() {
@@ -117,7 +125,8 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
                 if let Some(external) = &external {
                     let firewall = FirewallPort {
                         port,
-                        external: &service.external,
+                        lb_ips: kept(service.external.lb_ips_of(family)),
+                        ranges: &service.external.source_ranges,
                         chain: &external.firewall,
                         comment: &names.comment,
                         node_addresses: &node_addresses,
@@ -126,7 +135,7 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
                     let ext = ExternalPort {
                         port,
                         node_port,
-                        ips: service.external.ips_of(family),
+                        ips: kept(service.external.ips_of(family)),
                         names: external,
                         comment: &names.comment,
                         service_chain: all_endpoints.then_some(names.chain.as_str()),
