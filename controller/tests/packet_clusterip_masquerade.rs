@@ -63,12 +63,6 @@ fn lab(bridged: bool) -> Lab {
         .build()
 }
 
-fn config(body: &str) -> String {
-    format!(
-        "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: nftables\n{body}"
-    )
-}
-
 /// Asserts the source `b` sees for traffic from pod `x`, from `ext` and from node-1,
 /// over TCP and UDP to `vip`.
 fn assert_sources(lab: &Lab, vip: &str, pod_masqueraded: bool, ext_masqueraded: bool) {
@@ -151,8 +145,9 @@ fn cluster_cidr_detector_masquerades_only_traffic_from_outside_the_pod_network()
         return;
     }
     let lab = lab(false);
-    let config =
-        config("clusterCIDR: 198.18.0.0/16,2001:db8:18::/48\ndetectLocalMode: ClusterCIDR\n");
+    let config = lab::kube_proxy_config(
+        "clusterCIDR: 198.18.0.0/16,2001:db8:18::/48\ndetectLocalMode: ClusterCIDR\n",
+    );
     lab.load_cluster(WEB_ON_NODE2, Some(&config));
     assert_sources(&lab, VIP4, false, true);
     assert_sources(&lab, VIP6, false, true);
@@ -166,7 +161,7 @@ fn masquerade_all_masquerades_traffic_from_pods_too() {
     let lab = lab(false);
     lab.load_cluster(
         WEB_ON_NODE2,
-        Some(&config("nftables: {masqueradeAll: true}\n")),
+        Some(&lab::kube_proxy_config("nftables: {masqueradeAll: true}\n")),
     );
     assert_sources(&lab, VIP4, true, true);
     assert_sources(&lab, VIP6, true, true);
@@ -180,7 +175,7 @@ fn interface_name_prefix_detector_masquerades_only_traffic_not_from_pod_interfac
         return;
     }
     let lab = lab(false);
-    let config = config(&format!(
+    let config = lab::kube_proxy_config(&format!(
         "detectLocalMode: InterfaceNamePrefix\ndetectLocal: {{interfaceNamePrefix: {}}}\n",
         lab::ROUTED_PREFIX
     ));
@@ -197,7 +192,7 @@ fn bridge_interface_detector_masquerades_only_traffic_not_from_the_pod_bridge() 
         return;
     }
     let lab = lab(true);
-    let config = config(&format!(
+    let config = lab::kube_proxy_config(&format!(
         "detectLocalMode: BridgeInterface\ndetectLocal: {{bridgeInterface: {}}}\n",
         lab::POD_BRIDGE
     ));
@@ -214,7 +209,10 @@ fn node_cidr_detector_masquerades_only_traffic_from_outside_the_nodes_pod_range(
         return;
     }
     let lab = lab(false);
-    lab.load_cluster(WEB_ON_NODE2, Some(&config("detectLocalMode: NodeCIDR\n")));
+    lab.load_cluster(
+        WEB_ON_NODE2,
+        Some(&lab::kube_proxy_config("detectLocalMode: NodeCIDR\n")),
+    );
     assert_sources(&lab, VIP4, false, true);
     assert_sources(&lab, VIP6, false, true);
 }

@@ -91,13 +91,6 @@ spec:
   ports: [{protocol: TCP, port: 80, targetPort: 8080, nodePort: 30090}]
 "#;
 
-const CONFIG: &str = "apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-mode: nftables
-detectLocalMode: ClusterCIDR
-clusterCIDR: 198.18.0.0/16
-";
-
 /// The lab with every service loaded on node-1.
 fn lab() -> Lab {
     let lab = Lab::builder()
@@ -106,7 +99,7 @@ fn lab() -> Lab {
         .pod("b", lab::Node::Two, 10)
         .client("ext", 10)
         .build();
-    lab.load_cluster(SERVICES, Some(CONFIG));
+    lab.load_cluster(SERVICES, Some(&lab::cluster_cidr_config()));
     lab
 }
 

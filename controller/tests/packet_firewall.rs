@@ -35,13 +35,6 @@ endpoints:
 - {addresses: [198.18.2.10], conditions: {ready: true}, nodeName: node-2}
 "#;
 
-const CONFIG: &str = "apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-mode: nftables
-detectLocalMode: ClusterCIDR
-clusterCIDR: 198.18.0.0/16
-";
-
 /// The lab with the service loaded on node-1.
 fn lab() -> Lab {
     let lab = Lab::builder()
@@ -50,7 +43,7 @@ fn lab() -> Lab {
         .client("ok", 10)
         .client("blocked", 200)
         .build();
-    lab.load_cluster(SERVICES, Some(CONFIG));
+    lab.load_cluster(SERVICES, Some(&lab::cluster_cidr_config()));
     lab
 }
 

@@ -44,6 +44,18 @@ spec:
   cidrs: [198.19.0.0/16, "2001:db8:19::/108"]
 "#;
 
+/// A KubeProxyConfiguration (mode nftables) whose remaining fields are `body`.
+pub fn kube_proxy_config(body: &str) -> String {
+    format!(
+        "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: nftables\n{body}"
+    )
+}
+
+/// The configuration most lab tests use: pods are told apart by the IPv4 pod range.
+pub fn cluster_cidr_config() -> String {
+    kube_proxy_config("detectLocalMode: ClusterCIDR\nclusterCIDR: 198.18.0.0/16\n")
+}
+
 /// The output format asked of `nftproxy compile`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
