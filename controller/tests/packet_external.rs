@@ -21,13 +21,17 @@ spec:
   clusterIPs: [198.19.0.10, "2001:db8:19::10"]
   ipFamilies: [IPv4, IPv6]
   ipFamilyPolicy: RequireDualStack
-  externalIPs: [192.0.2.10]
+  externalIPs: [192.0.2.10, "2001:db8:2::10"]
   ports:
   - {name: http, protocol: TCP, port: 80, targetPort: 8080, nodePort: 30080}
   - {name: echo, protocol: UDP, port: 80, targetPort: 8080, nodePort: 30080}
 status:
   loadBalancer:
-    ingress: [{ip: 192.0.2.11}, {ip: 192.0.2.12, ipMode: Proxy}]
+    ingress:
+    - {ip: 192.0.2.11}
+    - {ip: "2001:db8:2::11"}
+    - {ip: 192.0.2.12, ipMode: Proxy}
+    - {ip: "2001:db8:2::12", ipMode: Proxy}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
@@ -76,6 +80,60 @@ spec:
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: {name: remote-v4, namespace: default, labels: {kubernetes.io/service-name: remote}}
+addressType: IPv4
+ports: [{protocol: TCP, port: 8080}]
+endpoints:
+- {addresses: [198.18.2.10], conditions: {ready: true}, nodeName: node-2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: both, namespace: default}
+spec:
+  type: NodePort
+  clusterIP: 198.19.0.22
+  externalIPs: [192.0.2.22]
+  ports: [{protocol: TCP, port: 80, targetPort: 8080, nodePort: 30083}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: both-v4, namespace: default, labels: {kubernetes.io/service-name: both}}
+addressType: IPv4
+ports: [{protocol: TCP, port: 8080}]
+endpoints:
+- {addresses: [198.18.1.10], conditions: {ready: true}, nodeName: node-1}
+- {addresses: [198.18.2.10], conditions: {ready: true}, nodeName: node-2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: internal-local, namespace: default}
+spec:
+  type: NodePort
+  internalTrafficPolicy: Local
+  clusterIP: 198.19.0.23
+  ports: [{protocol: TCP, port: 80, targetPort: 8080, nodePort: 30084}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: internal-local-v4, namespace: default, labels: {kubernetes.io/service-name: internal-local}}
+addressType: IPv4
+ports: [{protocol: TCP, port: 8080}]
+endpoints:
+- {addresses: [198.18.1.10], conditions: {ready: true}, nodeName: node-1}
+- {addresses: [198.18.2.10], conditions: {ready: true}, nodeName: node-2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: all-local, namespace: default}
+spec:
+  type: NodePort
+  internalTrafficPolicy: Local
+  externalTrafficPolicy: Local
+  clusterIP: 198.19.0.24
+  ports: [{protocol: TCP, port: 80, targetPort: 8080, nodePort: 30085}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: all-local-v4, namespace: default, labels: {kubernetes.io/service-name: all-local}}
 addressType: IPv4
 ports: [{protocol: TCP, port: 8080}]
 endpoints:
@@ -162,17 +220,47 @@ fn external_client_reaches_external_ips_and_load_balancer_ips_but_not_proxy_mode
         return;
     }
     let lab = lab();
-    for to in ["192.0.2.10:80", "192.0.2.11:80"] {
+    for to in [
+        "192.0.2.10:80",
+        "192.0.2.11:80",
+        "[2001:db8:2::10]:80",
+        "[2001:db8:2::11]:80",
+    ] {
         let to = at(to);
-        let probe = lab.probe(Member::Client("ext"), Proto::Tcp, to);
+        for proto in [Proto::Tcp, Proto::Udp] {
+            let probe = lab.probe(Member::Client("ext"), proto, to);
+            assert_eq!(
+                probe.reply(),
+                ("b", lab.masquerade_ip_towards("b", to)),
+                "{probe}"
+            );
+        }
+    }
+    for to in ["192.0.2.12:80", "[2001:db8:2::12]:80"] {
+        let proxy_mode = lab.probe(Member::Client("ext"), Proto::Tcp, at(to));
+        proxy_mode.assert_timeout();
+    }
+}
+
+#[test]
+fn external_policy_cluster_spreads_over_both_nodes_and_masquerades() {
+    if !kernel_tests_enabled("external_policy_cluster_spreads_over_both_nodes_and_masquerades") {
+        return;
+    }
+    let lab = lab();
+    for to in ["198.51.100.1:30083", "192.0.2.22:80"] {
+        let to = at(to);
+        let spread = lab.spread(Member::Client("ext"), Proto::Tcp, to, 24);
+        spread.assert_all_answered();
+        assert_eq!(spread.pod_names(), ["a", "b"], "{to}");
+        let masqueraded: std::collections::BTreeSet<_> = ["a", "b"]
+            .map(|pod| lab.masquerade_ip_towards(pod, to))
+            .into();
         assert_eq!(
-            probe.reply(),
-            ("b", lab.masquerade_ip_towards("b", to)),
-            "{probe}"
+            spread.peers, masqueraded,
+            "{to}: the client's source reached a pod"
         );
     }
-    let proxy_mode = lab.probe(Member::Client("ext"), Proto::Tcp, at("192.0.2.12:80"));
-    proxy_mode.assert_timeout();
 }
 
 #[test]
@@ -231,4 +319,52 @@ fn service_without_endpoints_refuses_its_node_port_and_external_ip_at_once() {
         lab.probe(Member::Client("ext"), Proto::Tcp, at(to))
             .assert_refused_quickly();
     }
+}
+
+#[test]
+fn internal_policy_local_limits_the_cluster_ip_but_not_the_node_port() {
+    if !kernel_tests_enabled("internal_policy_local_limits_the_cluster_ip_but_not_the_node_port") {
+        return;
+    }
+    let lab = lab();
+    let cluster_ip = lab.spread(Member::Pod("x"), Proto::Tcp, at("198.19.0.23:80"), 12);
+    cluster_ip.assert_all_answered();
+    assert_eq!(
+        cluster_ip.pod_names(),
+        ["a"],
+        "ClusterIP: node-1's endpoint only"
+    );
+    let node_port = lab.spread(
+        Member::Client("ext"),
+        Proto::Tcp,
+        at("198.51.100.1:30084"),
+        24,
+    );
+    node_port.assert_all_answered();
+    assert_eq!(
+        node_port.pod_names(),
+        ["a", "b"],
+        "NodePort: every endpoint"
+    );
+}
+
+#[test]
+fn both_policies_local_without_local_endpoints_drop_all_but_the_pod_short_circuit() {
+    if !kernel_tests_enabled(
+        "both_policies_local_without_local_endpoints_drop_all_but_the_pod_short_circuit",
+    ) {
+        return;
+    }
+    let lab = lab();
+    let node_port = at("198.51.100.1:30085");
+    lab.probe(Member::Pod("x"), Proto::Tcp, at("198.19.0.24:80"))
+        .assert_timeout();
+    lab.probe(Member::Client("ext"), Proto::Tcp, node_port)
+        .assert_timeout();
+    let from_pod = lab.probe(Member::Pod("x"), Proto::Tcp, node_port);
+    assert_eq!(
+        from_pod.reply(),
+        ("b", lab.pod_ip("x", node_port)),
+        "{from_pod}"
+    );
 }

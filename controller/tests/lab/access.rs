@@ -163,6 +163,18 @@ impl Lab {
         compiled
     }
 
+    /// Like [`Lab::load_cluster`], telling the compiler node-1 also has `node_ips`.
+    pub fn load_cluster_with_node_ips(
+        &self,
+        manifests: &str,
+        config: Option<&str>,
+        node_ips: &[&str],
+    ) -> Compiled {
+        let compiled = cluster::compile_with_node_ips(manifests, config, Format::Nft, node_ips);
+        self.load_ruleset(&compiled.output);
+        compiled
+    }
+
     fn pod(&self, name: &str) -> &super::Pod {
         self.pods
             .get(name)

@@ -76,10 +76,24 @@ pub struct Compiled {
 /// Runs `nftproxy compile --hostname node-1 [--config FILE] [--format json] FILE` on
 /// [`BASE`] plus `manifests`; panics with stderr unless it exits 0.
 pub fn compile(manifests: &str, config: Option<&str>, format: Format) -> Compiled {
+    compile_with_node_ips(manifests, config, format, &[])
+}
+
+/// Like [`compile`], with `--node-ip ADDR` for each of `node_ips` (addresses of node-1
+/// that its Node object does not list).
+pub fn compile_with_node_ips(
+    manifests: &str,
+    config: Option<&str>,
+    format: Format,
+    node_ips: &[&str],
+) -> Compiled {
     let dir = TempDir::new();
     let cluster = dir.write("cluster.yaml", &format!("{BASE}---\n{manifests}"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nftproxy"));
     cmd.args(["compile", "--hostname", "node-1"]);
+    for ip in node_ips {
+        cmd.args(["--node-ip", ip]);
+    }
     if let Some(config) = config {
         cmd.arg("--config").arg(dir.write("config.yaml", config));
     }
