@@ -52,6 +52,7 @@ use nftproxy_rules::Ruleset;
 
 use crate::cidrs::{NodeDef, ServiceCidrDef};
 use crate::emit::{ExternalPort, FirewallPort, Tables};
+use crate::family::IpFamily;
 use crate::naming::{ExternalNames, PortNames};
 use crate::service::TrafficPolicy;
 
@@ -90,6 +91,7 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
     for (service_index, service) in inputs.services.iter().enumerate() {
         let slices = inputs.slices_for(&service.id, &mut diagnostics);
         source_range_warnings(service, &mut diagnostics);
+        family_mismatch_warnings(service, &mut diagnostics);
         health_checks.extend(health_check::health_check(
             service,
             &slices,
@@ -170,6 +172,31 @@ fn source_range_warnings(service: &service::ServiceDef, diagnostics: &mut Vec<Di
             severity: Severity::Warning,
             object: ObjectRef::new("Service", Some(&id.namespace), id.name.as_str()),
             message: note.clone(),
+        });
+    }
+}
+
+/// A warning per externalIP or LB IP of a family the Service has no ClusterIP of: like
+/// kube-proxy, nothing is programmed for it.
+fn family_mismatch_warnings(service: &service::ServiceDef, diagnostics: &mut Vec<Diagnostic>) {
+    let id = &service.id;
+    let families: Vec<IpFamily> = service.cluster_ips().map(|(family, _)| family).collect();
+    for ip in &service.external.ips {
+        let family = IpFamily::of(ip);
+        if families.contains(&family) {
+            continue;
+        }
+        let what = if service.external.lb_ips.contains(ip) {
+            "load balancer ingress IP"
+        } else {
+            "externalIP"
+        };
+        diagnostics.push(Diagnostic {
+            severity: Severity::Warning,
+            object: ObjectRef::new("Service", Some(&id.namespace), id.name.as_str()),
+            message: format!(
+                "{what} {ip} is {family} but the Service has no {family} ClusterIP; ignored"
+            ),
         });
     }
 }

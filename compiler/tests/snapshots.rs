@@ -15,7 +15,8 @@ use std::fmt::Write as _;
 use fixtures::{fixtures, load};
 use nftproxy_compiler::{Compiled, compile};
 
-/// The nft script, then the diagnostics one per line.
+/// The nft script, then the diagnostics one per line, then (when there are any) the
+/// health-check node ports the compiler recorded.
 fn render(compiled: &Compiled) -> String {
     let mut out = compiled.ruleset.to_string();
     out.push_str("\n# diagnostics:\n");
@@ -24,6 +25,17 @@ fn render(compiled: &Compiled) -> String {
     }
     for diagnostic in &compiled.diagnostics {
         writeln!(out, "# {diagnostic}").expect("write to string");
+    }
+    if !compiled.health_checks.is_empty() {
+        out.push_str("\n# health-check node ports:\n");
+    }
+    for check in &compiled.health_checks {
+        writeln!(
+            out,
+            "# {}/{}: port {}, {} local ready endpoint(s)",
+            check.namespace, check.name, check.node_port, check.local_endpoints
+        )
+        .expect("write to string");
     }
     out
 }

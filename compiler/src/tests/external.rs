@@ -188,3 +188,28 @@ fn source_ranges_of_a_service_that_is_not_a_load_balancer_are_ignored() {
         .compile();
     assert_eq!(compiled.set_len(Family::Ip, "firewall-ips"), 0);
 }
+
+#[test]
+fn external_and_ingress_ips_of_a_family_without_cluster_ip_are_reported_and_ignored() {
+    let compiled = cluster()
+        .service(
+            web()
+                .type_("LoadBalancer")
+                .external_ips(&["192.0.2.10", "2001:db8:2::10"])
+                .ingress("2001:db8:2::11", None),
+        )
+        .slice(two_nodes())
+        .compile();
+    assert_eq!(compiled.set_len(Family::Ip6, "service-ips"), 0);
+    assert!(compiled.service_ip("192.0.2.10", "TCP", 80).is_some());
+    let messages = compiled.messages();
+    for expected in [
+        "Service ns/web: externalIP 2001:db8:2::10 is IPv6 but the Service has no IPv6 ClusterIP; ignored",
+        "Service ns/web: load balancer ingress IP 2001:db8:2::11 is IPv6 but the Service has no IPv6 ClusterIP; ignored",
+    ] {
+        assert!(
+            messages.iter().any(|m| m.contains(expected)),
+            "{messages:#?}"
+        );
+    }
+}
