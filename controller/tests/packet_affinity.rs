@@ -5,7 +5,8 @@
 //!
 //! Endpoint pods `a` (node-1), `b` and `c` (node-2); client pods `x` and `y` (node-1);
 //! external client `ext`. With three endpoints, 20 connections of one client landing on one
-//! endpoint by chance has probability 3^-19.
+//! endpoint by chance has probability 3^-19. The NodePort test loads the ruleset as JSON
+//! (what the controller sends), the others as an nft script.
 
 mod common;
 mod lab;
@@ -15,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::netns::kernel_tests_enabled;
-use lab::{Lab, Member, Node, Proto, at};
+use lab::{Format, Lab, Member, Node, Proto, at};
 use serde_json::Value as Json;
 
 /// Three endpoints per family on 8080 (TCP and UDP), for service `name`.
@@ -88,7 +89,14 @@ fn cluster() -> String {
     .concat()
 }
 
+/// The lab with [`cluster`] loaded into node-1 as an nft script.
 fn lab() -> Lab {
+    lab_loaded_as(Format::Nft)
+}
+
+/// The lab with [`cluster`] loaded into node-1 in `format` (JSON is what the controller
+/// sends).
+fn lab_loaded_as(format: Format) -> Lab {
     let lab = Lab::builder()
         .pod("a", Node::One, 10)
         .pod("b", Node::Two, 10)
@@ -97,7 +105,7 @@ fn lab() -> Lab {
         .pod("y", Node::One, 21)
         .client("ext", 10)
         .build();
-    lab.load_cluster(&cluster(), Some(&lab::cluster_cidr_config()));
+    lab.load_cluster_as(&cluster(), Some(&lab::cluster_cidr_config()), format);
     lab
 }
 
@@ -211,7 +219,7 @@ fn an_external_client_keeps_its_endpoint_through_a_node_port() {
     if !kernel_tests_enabled("an_external_client_keeps_its_endpoint_through_a_node_port") {
         return;
     }
-    let lab = lab();
+    let lab = lab_loaded_as(Format::Json);
     let ext = Member::Client("ext");
     for (proto, to) in [
         (Proto::Tcp, "198.51.100.1:30080"),
@@ -312,7 +320,7 @@ ports: [{protocol: TCP, port: 8080}]
 endpoints:
 - {addresses: [198.18.1.10], conditions: {ready: true}, nodeName: node-1}
 "#;
-    let compiled = lab::compile(one_endpoint, None, lab::Format::Nft);
+    let compiled = lab::compile(one_endpoint, None, Format::Nft);
     // Room for one client only.
     let script = compiled
         .output
