@@ -471,7 +471,7 @@ fn push_cascade(
     let count = targets.len();
     for (i, target) in targets.iter().enumerate() {
         let remaining = count - i;
-        let mut stmts = Stmts::with_capacity(4);
+        let mut stmts = Stmts::with_capacity(3 + usize::from(sets.is_some()));
         if remaining > 1 {
             stmts.push(Stmt::eq(
                 Expr::NumgenRandom {
