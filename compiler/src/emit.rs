@@ -3,7 +3,9 @@
 //! A service port with N usable endpoints is one chain of N rules; rule i (0-based) matches
 //! with probability 1/(N−i) given that the earlier ones did not (`numgen random mod (N−i)
 //! == 0`), which makes the choice uniform, and the last rule is unconditional. This layout
-//! keeps the kernel's load time linear (see `docs/ruleset.md` for the measurements).
+//! keeps the kernel's load time linear (see `docs/ruleset.md` for the measurements). With
+//! session affinity the chain starts with one sticky rule per endpoint and records each
+//! client in a per-endpoint set (see `affinity`).
 //!
 //! Elements are collected as plain values and turned into set elements only at the end,
 //! sorted by a cheap native key: a `BTreeMap` built from sorted input costs one comparison
@@ -19,6 +21,7 @@ use nftproxy_rules::{
     Value, Verdict,
 };
 
+use crate::affinity::{self, Affinity};
 use crate::external_chain;
 use crate::family::IpFamily;
 use crate::firewall::{self, SourceRanges};
@@ -54,6 +57,8 @@ pub struct ExternalPort<'a> {
     /// The `service-…` chain, when it holds every endpoint (internalTrafficPolicy Cluster).
     pub service_chain: Option<&'a str>,
     pub policy: TrafficPolicy,
+    /// Session affinity of the port (`sessionAffinity: ClientIP`).
+    pub affinity: Option<Affinity<'a>>,
 }
 
 /// The firewall of one service port, for [`Tables::add_firewall`].
@@ -143,6 +148,7 @@ impl Tables {
         port: &ServicePortDef,
         names: &PortNames,
         outcome: PortOutcome,
+        affinity: Option<Affinity<'_>>,
     ) {
         let building = &mut self.tables[IpFamily::of(&vip).index()];
         let key = (vip, port.protocol.l4(), port.port);
@@ -150,8 +156,7 @@ impl Tables {
         let verdict = match outcome {
             PortOutcome::Endpoints(targets) => {
                 building.hairpin.extend(targets.iter().map(|t| t.addr));
-                let chain = cascade(&names.chain, port.protocol, &targets);
-                building.table.insert_chain(chain);
+                building.insert_cascade(&names.chain, port.protocol, &targets, affinity);
                 let verdict = Verdict::Goto(names.chain.clone());
                 building.service_ips.push(Dispatch {
                     key,
@@ -195,9 +200,9 @@ impl Tables {
         let cluster_chain = match ext.service_chain {
             Some(chain) => chain.to_owned(),
             None => {
-                let chain = cascade(&ext.names.cluster, ext.port.protocol, &targets);
-                building.table.insert_chain(chain);
-                ext.names.cluster.clone()
+                let name = &ext.names.cluster;
+                building.insert_cascade(name, ext.port.protocol, &targets, ext.affinity);
+                name.clone()
             }
         };
         let names = ext.names;
@@ -207,8 +212,7 @@ impl Tables {
             }
             (TrafficPolicy::Local, PortOutcome::Endpoints(local)) => {
                 building.hairpin.extend(local.iter().map(|t| t.addr));
-                let chain = cascade(&names.local, ext.port.protocol, &local);
-                building.table.insert_chain(chain);
+                building.insert_cascade(&names.local, ext.port.protocol, &local, ext.affinity);
                 let detector = building.local.as_ref();
                 let local_chain = Some(names.local.as_str());
                 external_chain::local(
@@ -265,6 +269,35 @@ impl Tables {
 }
 
 impl Building {
+    /// Inserts the dnat cascade `name` of `targets` and, with affinity, the sets it uses
+    /// (shared by every cascade of the port: inserting one again changes nothing).
+    fn insert_cascade(
+        &mut self,
+        name: &str,
+        protocol: Protocol,
+        targets: &[Target],
+        affinity: Option<Affinity<'_>>,
+    ) {
+        let mut chain = Chain::regular(name);
+        let Some(affinity) = affinity else {
+            chain.rules.reserve_exact(targets.len());
+            push_cascade(&mut chain, protocol, targets, None);
+            self.table.insert_chain(chain);
+            return;
+        };
+        let sets: Vec<String> = targets.iter().map(|t| affinity.set_name(t)).collect();
+        chain.rules.reserve_exact(3 * targets.len());
+        for (target, set) in targets.iter().zip(&sets) {
+            chain.push(affinity::sticky_rule(target, set, protocol));
+        }
+        push_cascade(&mut chain, protocol, targets, Some(&sets));
+        push_cascade(&mut chain, protocol, targets, None);
+        self.table.insert_chain(chain);
+        for (target, set) in targets.iter().zip(sets) {
+            self.table.insert_set(affinity.set(target, set));
+        }
+    }
+
     /// `service-nodeports` and `service-ips` elements of an external port.
     fn dispatch_external(&mut self, ext: &ExternalPort<'_>, verdict: &Verdict) {
         let (proto, comment) = (ext.port.protocol.l4(), ext.comment);
@@ -427,14 +460,18 @@ fn fill_map<K: Ord + Copy>(
         .collect();
 }
 
-/// `[numgen random mod K == 0] meta l4proto PROTO dnat to E:PORT`, one rule per endpoint.
-fn cascade(name: &str, protocol: Protocol, targets: &[Target]) -> Chain {
+/// Appends `[numgen random mod K == 0] meta l4proto PROTO [update @SET { ip saddr }] dnat
+/// to E:PORT`, one rule per endpoint; `sets[i]` is the affinity set of `targets[i]`.
+fn push_cascade(
+    chain: &mut Chain,
+    protocol: Protocol,
+    targets: &[Target],
+    sets: Option<&[String]>,
+) {
     let count = targets.len();
-    let mut chain = Chain::regular(name);
-    chain.rules.reserve_exact(count);
     for (i, target) in targets.iter().enumerate() {
         let remaining = count - i;
-        let mut stmts = Stmts::with_capacity(3);
+        let mut stmts = Stmts::with_capacity(3 + usize::from(sets.is_some()));
         if remaining > 1 {
             stmts.push(Stmt::eq(
                 Expr::NumgenRandom {
@@ -447,11 +484,13 @@ fn cascade(name: &str, protocol: Protocol, targets: &[Target]) -> Chain {
             Expr::Meta(MetaKey::L4proto),
             Expr::Literal(Value::Proto(protocol.l4())),
         ));
+        if let Some(set) = sets.and_then(|sets| sets.get(i)) {
+            stmts.push(affinity::update(target, set));
+        }
         stmts.push(Stmt::Dnat {
             addr: target.addr,
             port: Some(target.port),
         });
         chain.push(Rule::new(stmts));
     }
-    chain
 }

@@ -16,6 +16,7 @@ pub mod kube_proxy_config;
 pub mod manifest;
 pub mod snapshot;
 
+mod affinity;
 mod cidrs;
 mod conflict;
 mod emit;
@@ -50,10 +51,11 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::Node;
 use nftproxy_rules::Ruleset;
 
+use crate::affinity::Affinity;
 use crate::cidrs::{NodeDef, ServiceCidrDef};
 use crate::emit::{ExternalPort, FirewallPort, Tables};
 use crate::family::IpFamily;
-use crate::naming::{ExternalNames, PortNames};
+use crate::naming::{AffinityNames, ExternalNames, PortNames};
 use crate::service::TrafficPolicy;
 
 /// The masquerade bit used when the configured one does not fit a 32-bit mark.
@@ -90,8 +92,7 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
     let mut health_checks = Vec::new();
     for (service_index, service) in inputs.services.iter().enumerate() {
         let slices = inputs.slices_for(&service.id, &mut diagnostics);
-        source_range_warnings(service, &mut diagnostics);
-        family_mismatch_warnings(service, &mut diagnostics);
+        service_warnings(service, &mut diagnostics);
         health_checks.extend(health_check::health_check(
             service,
             &slices,
@@ -102,6 +103,14 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
         }
         for (port_index, port) in service.ports.iter().enumerate() {
             let names = PortNames::new(&service.id, port);
+            let affinity_names = service
+                .affinity
+                .client_ip
+                .map(|timeout| (AffinityNames::new(&service.id, port), timeout));
+            let affinity = affinity_names.as_ref().map(|(names, timeout)| Affinity {
+                names,
+                timeout_secs: *timeout,
+            });
             let node_port = service
                 .external
                 .node_ports
@@ -123,7 +132,7 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
                 let outcome = select::select(&slices, port, family, policy, &config.hostname);
                 let all_endpoints = policy == TrafficPolicy::Cluster
                     && matches!(outcome, select::PortOutcome::Endpoints(_));
-                tables.add_port(ip, port, &names, outcome);
+                tables.add_port(ip, port, &names, outcome, affinity);
                 if let Some(external) = &external {
                     let firewall = FirewallPort {
                         port,
@@ -142,6 +151,7 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
                         comment: &names.comment,
                         service_chain: all_endpoints.then_some(names.chain.as_str()),
                         policy: service.external.policy,
+                        affinity,
                     };
                     let select =
                         |policy| select::select(&slices, port, family, policy, &config.hostname);
@@ -164,23 +174,26 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
     }
 }
 
-/// A warning per `loadBalancerSourceRanges` entry that was normalised or ignored.
-fn source_range_warnings(service: &service::ServiceDef, diagnostics: &mut Vec<Diagnostic>) {
+/// A warning per `loadBalancerSourceRanges` entry that was normalised or ignored, and per
+/// session affinity setting that was replaced.
+fn service_warnings(service: &service::ServiceDef, diagnostics: &mut Vec<Diagnostic>) {
     let id = &service.id;
-    for note in &service.external.source_ranges.notes {
+    let notes = service.external.source_ranges.notes.iter().cloned();
+    let notes = notes.chain(service.affinity.notes.iter().cloned());
+    for message in notes.chain(family_mismatches(service)) {
         diagnostics.push(Diagnostic {
             severity: Severity::Warning,
             object: ObjectRef::new("Service", Some(&id.namespace), id.name.as_str()),
-            message: note.clone(),
+            message,
         });
     }
 }
 
-/// A warning per externalIP or LB IP of a family the Service has no ClusterIP of: like
+/// A message per externalIP or LB IP of a family the Service has no ClusterIP of: like
 /// kube-proxy, nothing is programmed for it.
-fn family_mismatch_warnings(service: &service::ServiceDef, diagnostics: &mut Vec<Diagnostic>) {
-    let id = &service.id;
+fn family_mismatches(service: &service::ServiceDef) -> Vec<String> {
     let families: Vec<IpFamily> = service.cluster_ips().map(|(family, _)| family).collect();
+    let mut messages = Vec::new();
     for ip in &service.external.ips {
         let family = IpFamily::of(ip);
         if families.contains(&family) {
@@ -191,14 +204,11 @@ fn family_mismatch_warnings(service: &service::ServiceDef, diagnostics: &mut Vec
         } else {
             "externalIP"
         };
-        diagnostics.push(Diagnostic {
-            severity: Severity::Warning,
-            object: ObjectRef::new("Service", Some(&id.namespace), id.name.as_str()),
-            message: format!(
-                "{what} {ip} is {family} but the Service has no {family} ClusterIP; ignored"
-            ),
-        });
+        messages.push(format!(
+            "{what} {ip} is {family} but the Service has no {family} ClusterIP; ignored"
+        ));
     }
+    messages
 }
 
 /// `1 << masqueradeBit`, or the default bit with an error when it does not fit.

@@ -6,6 +6,8 @@
 //! validated at the boundary (DNS labels, IANA port names), so the name is at most ~160
 //! characters and holds nothing nft would interpret.
 
+use std::net::IpAddr;
+
 use data_encoding::BASE32_NOPAD;
 use sha2::{Digest, Sha256};
 
@@ -83,6 +85,51 @@ impl ExternalNames {
     }
 }
 
+/// The per-endpoint affinity sets of one service port (`sessionAffinity: ClientIP`),
+/// computed only for such ports: `affinity-HASH-NAMESPACE/NAME/PROTO/PORT__ADDR/TARGETPORT`,
+/// hashed like the chains with the kind as prefix of the hash input. nft names cannot hold
+/// `:`, so an IPv6 address is written with `.` instead (`2001.db8.18.1..10`); the hash and
+/// the table (one family each) keep the names apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AffinityNames {
+    /// `NAMESPACE/NAME/PROTO/PORT`.
+    identity: String,
+}
+
+impl AffinityNames {
+    pub fn new(service: &ServiceId, port: &ServicePortDef) -> Self {
+        let label = port.label();
+        let identity = [
+            service.namespace.as_str(),
+            "/",
+            service.name.as_str(),
+            "/",
+            port.protocol.keyword(),
+            "/",
+            label.as_str(),
+        ]
+        .concat();
+        AffinityNames { identity }
+    }
+
+    /// The set of the clients that stick to endpoint `addr:port`.
+    pub fn set(&self, addr: IpAddr, port: u16) -> String {
+        let addr = match addr {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => a.to_string().replace(':', "."),
+        };
+        let port = port.to_string();
+        let identity = [
+            self.identity.as_str(),
+            "__",
+            addr.as_str(),
+            "/",
+            port.as_str(),
+        ];
+        chain_name("affinity-", "affinity-", &identity)
+    }
+}
+
 /// `PREFIX-HASH-IDENTITY` with the hash of `salt` + identity, built in place with one
 /// allocation (this runs once per service port, so `format!` and intermediate strings
 /// showed in compile profiles).
@@ -153,6 +200,46 @@ mod tests {
         );
         assert_ne!(svc.chain[8..16], ext.local[6..14]);
         assert!(ext.cluster.starts_with("cluster-") && ext.cluster.ends_with("-ns/web/tcp/http"));
+    }
+
+    #[test]
+    fn affinity_sets_name_the_endpoint_and_hash_it_with_the_kind() {
+        let names = AffinityNames::new(&id("ns", "web"), &port("http", 80, Protocol::Tcp));
+        let set = names.set("198.18.1.10".parse().unwrap(), 8080);
+        let full = BASE32_NOPAD.encode(&Sha256::digest(
+            b"affinity-ns/web/tcp/http__198.18.1.10/8080",
+        ));
+        assert_eq!(
+            set,
+            format!("affinity-{}-ns/web/tcp/http__198.18.1.10/8080", &full[..8])
+        );
+        let other = names.set("198.18.1.11".parse().unwrap(), 8080);
+        assert_ne!(set[9..17], other[9..17]);
+    }
+
+    #[test]
+    fn affinity_set_names_write_ipv6_colons_as_dots() {
+        let names = AffinityNames::new(&id("ns", "web"), &port("", 80, Protocol::Udp));
+        let set = names.set("2001:db8:18:1::10".parse().unwrap(), 8080);
+        assert!(
+            set.ends_with("-ns/web/udp/80__2001.db8.18.1..10/8080"),
+            "{set}"
+        );
+        assert!(!set.contains(':'), "{set}");
+    }
+
+    #[test]
+    fn the_longest_affinity_set_name_fits_the_kernel_limit() {
+        let (ns, name) = ("n".repeat(63), "s".repeat(63));
+        let names = AffinityNames::new(&id(&ns, &name), &port(&"p".repeat(15), 1, Protocol::Sctp));
+        let addr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let set = names.set(addr, 65535);
+        assert!(set.len() <= 256, "{} characters: {set}", set.len());
+        assert!(
+            set.chars()
+                .all(nftproxy_rules::render_nft::name_char_is_valid),
+            "{set}"
+        );
     }
 
     #[test]

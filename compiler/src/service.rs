@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::jiff::Timestamp;
 use thiserror::Error;
 
+use crate::affinity::SessionAffinity;
 use crate::external::{self, ExternalDef, ExternalError};
 use crate::family::IpFamily;
 use crate::meta::{self, IdentityError};
@@ -74,6 +75,8 @@ pub struct ServiceDef {
     pub internal_policy: TrafficPolicy,
     /// NodePorts, externalIPs, LoadBalancer IPs and `externalTrafficPolicy`.
     pub external: ExternalDef,
+    /// `sessionAffinity` and its timeout.
+    pub affinity: SessionAffinity,
 }
 
 impl ServiceDef {
@@ -173,6 +176,7 @@ impl TryFrom<&Service> for ServiceDef {
             ports: ports(spec.ports.as_deref().unwrap_or_default())?,
             internal_policy,
             external: external::external(service)?,
+            affinity: SessionAffinity::parse(spec),
         })
     }
 }

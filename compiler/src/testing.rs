@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{
-    EndpointAddress, EndpointPort as LegacyPort, EndpointSubset, Endpoints, LoadBalancerIngress,
-    Node, NodeSpec, Service, ServicePort, ServiceSpec,
+    ClientIPConfig, EndpointAddress, EndpointPort as LegacyPort, EndpointSubset, Endpoints,
+    LoadBalancerIngress, Node, NodeSpec, Service, ServicePort, ServiceSpec, SessionAffinityConfig,
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::api::networking::v1::{ServiceCIDR, ServiceCIDRSpec};
@@ -119,6 +119,22 @@ impl ServiceBuilder {
     pub fn source_ranges(mut self, ranges: &[&str]) -> Self {
         let ranges = ranges.iter().map(|s| (*s).to_owned()).collect();
         self.spec().load_balancer_source_ranges = Some(ranges);
+        self
+    }
+
+    /// `spec.sessionAffinity`.
+    pub fn session_affinity(mut self, affinity: &str) -> Self {
+        self.spec().session_affinity = Some(affinity.to_owned());
+        self
+    }
+
+    /// `spec.sessionAffinityConfig.clientIP.timeoutSeconds`.
+    pub fn affinity_timeout(mut self, seconds: i32) -> Self {
+        self.spec().session_affinity_config = Some(SessionAffinityConfig {
+            client_ip: Some(ClientIPConfig {
+                timeout_seconds: Some(seconds),
+            }),
+        });
         self
     }
 

@@ -1,5 +1,6 @@
 //! Behaviour of `compile`, one Kubernetes rule per test.
 
+mod affinity;
 mod conflicts;
 mod external;
 mod health_checks;
