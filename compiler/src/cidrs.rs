@@ -1,4 +1,5 @@
-//! Address ranges from the cluster: ServiceCIDR prefixes and this node's pod CIDRs.
+//! Address ranges from the cluster: ServiceCIDR prefixes and this node's pod CIDRs (with
+//! the rest of what the compiler reads from its Node: addresses and zone).
 //!
 //! ServiceCIDRs may overlap (a cluster migrating to a new range keeps both for a while),
 //! but an nft interval set refuses overlapping elements, so nested prefixes are folded
@@ -13,6 +14,9 @@ use thiserror::Error;
 
 use crate::family::IpFamily;
 use crate::names::{self, NameError};
+
+/// The Node label naming the node's zone, matched against `hints.forZones`.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
 /// Why a ServiceCIDR or a Node's pod CIDRs were refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -42,7 +46,7 @@ impl TryFrom<&ServiceCIDR> for ServiceCidrDef {
 }
 
 /// What the compiler needs of this node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeDef {
     /// `spec.podCIDRs` (or `spec.podCIDR`).
     pub pod_cidrs: Vec<IpNet>,
@@ -50,6 +54,8 @@ pub struct NodeDef {
     /// listed order (kube-proxy's order for choosing the node's primary IPs); entries that
     /// are not IP addresses are ignored.
     pub addresses: Vec<IpAddr>,
+    /// The [`ZONE_LABEL`] label; `None` when missing or empty.
+    pub zone: Option<String>,
 }
 
 impl TryFrom<&Node> for NodeDef {
@@ -68,9 +74,14 @@ impl TryFrom<&Node> for NodeDef {
                 )?
             }
         };
+        let labels = node.metadata.labels.as_ref();
+        let zone = labels
+            .and_then(|l| l.get(ZONE_LABEL))
+            .filter(|z| !z.is_empty());
         Ok(NodeDef {
             pod_cidrs,
             addresses: node_addresses(node),
+            zone: zone.cloned(),
         })
     }
 }

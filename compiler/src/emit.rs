@@ -54,7 +54,8 @@ pub struct ExternalPort<'a> {
     pub ips: Vec<IpAddr>,
     pub names: &'a ExternalNames,
     pub comment: &'a str,
-    /// The `service-…` chain, when it holds every endpoint (internalTrafficPolicy Cluster).
+    /// The `service-…` chain, when it holds the cluster-wide endpoints (internalTrafficPolicy
+    /// Cluster; topology hints narrow both alike).
     pub service_chain: Option<&'a str>,
     pub policy: TrafficPolicy,
     /// Session affinity of the port (`sessionAffinity: ClientIP`).

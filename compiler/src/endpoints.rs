@@ -5,12 +5,14 @@
 //! never knows which one it came from. Endpoint addresses the API server would refuse are
 //! not fatal: they are set aside in [`SliceDef::rejected`] and reported as warnings, while
 //! the rest of the slice is used. Conversions borrow from the snapshot to keep memory per
-//! endpoint small.
+//! endpoint small: topology hints stay in the slice and an endpoint holds one pointer to
+//! them ([`Hints`]), or none at all when it has no hint.
 
+use std::cmp::Ordering;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{EndpointAddress, EndpointSubset, Endpoints};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointHints, EndpointSlice};
 use thiserror::Error;
 
 use crate::family::IpFamily;
@@ -63,7 +65,79 @@ pub struct EndpointDef<'a> {
     pub addr: IpAddr,
     pub usability: Usability,
     pub node: Option<&'a str>,
+    /// `hints`, when it names at least one zone or node (legacy Endpoints have none).
+    pub hints: Option<Hints<'a>>,
 }
+
+/// An endpoint's topology hints (`hints.forZones`, `hints.forNodes`), borrowed from its
+/// EndpointSlice. Names that are empty match no zone and no node.
+///
+/// Ordered by zone names, then node names, so that choosing among duplicate endpoints
+/// never depends on input order.
+#[derive(Debug, Clone, Copy)]
+pub struct Hints<'a>(&'a EndpointHints);
+
+impl<'a> Hints<'a> {
+    /// The hints of an endpoint, or `None` when they list neither a zone nor a node.
+    pub fn of(hints: Option<&'a EndpointHints>) -> Option<Self> {
+        let hints = hints?;
+        let listed = |len: Option<usize>| len.is_some_and(|n| n > 0);
+        let any = listed(hints.for_zones.as_ref().map(Vec::len))
+            || listed(hints.for_nodes.as_ref().map(Vec::len));
+        any.then_some(Hints(hints))
+    }
+
+    /// `forZones` names, in listed order.
+    pub fn zones(self) -> impl Iterator<Item = &'a str> {
+        self.0.for_zones.iter().flatten().map(|z| z.name.as_str())
+    }
+
+    /// `forNodes` names, in listed order.
+    pub fn nodes(self) -> impl Iterator<Item = &'a str> {
+        self.0.for_nodes.iter().flatten().map(|n| n.name.as_str())
+    }
+
+    /// Whether `forZones` lists at least one zone.
+    pub fn has_zones(self) -> bool {
+        self.zones().next().is_some()
+    }
+
+    /// Whether `forNodes` lists at least one node.
+    pub fn has_nodes(self) -> bool {
+        self.nodes().next().is_some()
+    }
+
+    /// Whether `forZones` names `zone` (never true for an empty name).
+    pub fn for_zone(self, zone: &str) -> bool {
+        !zone.is_empty() && self.zones().any(|z| z == zone)
+    }
+
+    /// Whether `forNodes` names `node` (never true for an empty name).
+    pub fn for_node(self, node: &str) -> bool {
+        !node.is_empty() && self.nodes().any(|n| n == node)
+    }
+}
+
+impl Ord for Hints<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let zones = self.zones().cmp(other.zones());
+        zones.then_with(|| self.nodes().cmp(other.nodes()))
+    }
+}
+
+impl PartialOrd for Hints<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Hints<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Hints<'_> {}
 
 /// Why an endpoint address is not used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -202,7 +276,9 @@ impl<'a> SliceDef<'a> {
             conditions.and_then(|c| c.serving),
             conditions.and_then(|c| c.terminating),
         );
-        self.push_address(address, family, usability, endpoint.node_name.as_deref());
+        let node = endpoint.node_name.as_deref();
+        let hints = Hints::of(endpoint.hints.as_ref());
+        self.push_address(address, family, usability, node, hints);
     }
 
     fn push_address(
@@ -211,12 +287,14 @@ impl<'a> SliceDef<'a> {
         family: Option<IpFamily>,
         usability: Usability,
         node: Option<&'a str>,
+        hints: Option<Hints<'a>>,
     ) {
         match check_address(address, family) {
             Ok(addr) => self.endpoints.push(EndpointDef {
                 addr,
                 usability,
                 node,
+                hints,
             }),
             Err(reason) => self.rejected.push(RejectedAddress { address, reason }),
         }
@@ -305,7 +383,8 @@ fn legacy_subset<'a>(
     };
     let mut push = |addresses: &'a Option<Vec<EndpointAddress>>, usability| {
         for address in addresses.iter().flatten() {
-            def.push_address(&address.ip, None, usability, address.node_name.as_deref());
+            let node = address.node_name.as_deref();
+            def.push_address(&address.ip, None, usability, node, None);
         }
     };
     push(&subset.addresses, Usability::Ready);

@@ -56,6 +56,7 @@ use crate::cidrs::{NodeDef, ServiceCidrDef};
 use crate::emit::{ExternalPort, FirewallPort, Tables};
 use crate::family::IpFamily;
 use crate::naming::{AffinityNames, ExternalNames, PortNames};
+use crate::select::ThisNode;
 use crate::service::TrafficPolicy;
 
 /// The masquerade bit used when the configured one does not fit a 32-bit mark.
@@ -78,7 +79,15 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
     let mut diagnostics = Vec::new();
     let mark = masquerade_mark(config, &mut diagnostics);
     let node = this_node(snapshot, config, &mut diagnostics);
-    let (pod_cidrs, node_addresses) = node.map(|n| (n.pod_cidrs, n.addresses)).unwrap_or_default();
+    let NodeDef {
+        pod_cidrs,
+        addresses: node_addresses,
+        zone,
+    } = node.unwrap_or_default();
+    let this_node = ThisNode {
+        name: &config.hostname,
+        zone: zone.as_deref(),
+    };
     let masquerade = masquerade::rules(config, &pod_cidrs, mark, &mut diagnostics);
     let node_ports = nodeport::resolve(config, &node_addresses, &mut diagnostics);
     let mut node_addresses = node_addresses;
@@ -129,7 +138,7 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
                     continue;
                 }
                 let policy = service.internal_policy;
-                let outcome = select::select(&slices, port, family, policy, &config.hostname);
+                let outcome = select::select(&slices, port, family, policy, this_node);
                 let all_endpoints = policy == TrafficPolicy::Cluster
                     && matches!(outcome, select::PortOutcome::Endpoints(_));
                 tables.add_port(ip, port, &names, outcome, affinity);
@@ -153,8 +162,7 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
                         policy: service.external.policy,
                         affinity,
                     };
-                    let select =
-                        |policy| select::select(&slices, port, family, policy, &config.hostname);
+                    let select = |policy| select::select(&slices, port, family, policy, this_node);
                     let (cluster, local) =
                         (select(TrafficPolicy::Cluster), select(TrafficPolicy::Local));
                     tables.add_external(family, &ext, cluster, local);

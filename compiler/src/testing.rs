@@ -13,7 +13,9 @@ use k8s_openapi::api::core::v1::{
     ClientIPConfig, EndpointAddress, EndpointPort as LegacyPort, EndpointSubset, Endpoints,
     LoadBalancerIngress, Node, NodeSpec, Service, ServicePort, ServiceSpec, SessionAffinityConfig,
 };
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::api::discovery::v1::{
+    Endpoint, EndpointConditions, EndpointHints, EndpointPort, EndpointSlice, ForNode, ForZone,
+};
 use k8s_openapi::api::networking::v1::{ServiceCIDR, ServiceCIDRSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -266,6 +268,26 @@ impl EndpointBuilder {
     pub fn not_ready(self) -> Self {
         self.conditions(Some(false), Some(false), Some(false))
     }
+
+    /// `hints.forZones` with these zone names.
+    pub fn for_zones(mut self, zones: &[&str]) -> Self {
+        let hints = self.0.hints.get_or_insert_with(EndpointHints::default);
+        let zones = zones.iter().map(|z| ForZone {
+            name: (*z).to_owned(),
+        });
+        hints.for_zones = Some(zones.collect());
+        self
+    }
+
+    /// `hints.forNodes` with these node names.
+    pub fn for_nodes(mut self, nodes: &[&str]) -> Self {
+        let hints = self.0.hints.get_or_insert_with(EndpointHints::default);
+        let nodes = nodes.iter().map(|n| ForNode {
+            name: (*n).to_owned(),
+        });
+        hints.for_nodes = Some(nodes.collect());
+        self
+    }
 }
 
 /// A legacy Endpoints object with one subset.
@@ -311,6 +333,16 @@ pub fn node(name: &str, pod_cidrs: &[&str]) -> Node {
         }),
         status: None,
     }
+}
+
+/// A Node without pod CIDRs, labelled `topology.kubernetes.io/zone: zone`.
+pub fn zoned_node(name: &str, zone: &str) -> Node {
+    let mut node = node(name, &[]);
+    node.metadata.labels = Some(BTreeMap::from([(
+        crate::cidrs::ZONE_LABEL.to_owned(),
+        zone.to_owned(),
+    )]));
+    node
 }
 
 pub fn service_cidr(name: &str, cidrs: &[&str]) -> ServiceCIDR {
@@ -426,7 +458,12 @@ impl Compiled {
             return Vec::new();
         };
         let (table, _) = self.table_for(vip);
-        table.chains[&chain]
+        self.chain_targets(table.family, &chain)
+    }
+
+    /// The `dnat` targets of chain `name` in `family`'s table, in rule order.
+    pub fn chain_targets(&self, family: Family, name: &str) -> Vec<String> {
+        self.table_of(family).chains[name]
             .rules
             .iter()
             .flat_map(|r| &r.stmts)

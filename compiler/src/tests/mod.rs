@@ -7,6 +7,7 @@ mod health_checks;
 mod ruleset;
 mod selection;
 mod services;
+mod topology;
 
 use crate::testing::{ServiceBuilder, service};
 use nftproxy_rules::Verdict;

@@ -25,6 +25,7 @@ mod server;
 mod sys;
 pub mod topology;
 mod traffic;
+pub mod zones;
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,78 @@
+//! Clusters whose nodes carry a `topology.kubernetes.io/zone` label, compiled by the real
+//! `nftproxy compile` as node-1 and loaded into node-1 in place of whatever it ran before.
+//!
+//! [`BASE`] has no zone labels, and a second `node-1` object in a test's manifests would
+//! make the Node ambiguous (the compiler ignores it), so the labels go into a copy of
+//! [`BASE`] instead. Loading deletes and recreates nftproxy's tables in one transaction,
+//! which is how a test "reloads" a changed cluster.
+
+use std::process::Command;
+
+use super::Lab;
+use super::cluster::{BASE, Compiled, Format, TempDir};
+use super::plan::Node;
+
+/// The Node label holding a node's zone.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
+/// Prepended to a compiled ruleset: removes nftproxy's tables if present, in the same
+/// transaction that loads the new ones.
+const REPLACE_TABLES: &str = "add table ip nftproxy\ndelete table ip nftproxy\n\
+                              add table ip6 nftproxy\ndelete table ip6 nftproxy\n";
+
+/// [`BASE`] with `zones[0]` as node-1's zone label and `zones[1]` as node-2's (`None`: no
+/// label).
+pub fn zoned_base(zones: [Option<&str>; 2]) -> String {
+    let mut base = BASE.to_owned();
+    for (node, zone) in [Node::One, Node::Two].into_iter().zip(zones) {
+        let Some(zone) = zone else { continue };
+        let name_line = format!("  name: {}\n", node.name());
+        assert_eq!(
+            base.matches(&name_line).count(),
+            1,
+            "BASE no longer names {} once",
+            node.name()
+        );
+        let labelled = format!("{name_line}  labels: {{{ZONE_LABEL}: {zone}}}\n");
+        base = base.replacen(&name_line, &labelled, 1);
+    }
+    base
+}
+
+impl Lab {
+    /// Compiles [`zoned_base`]`(zones)` plus `manifests` as node-1 and loads the nft
+    /// script into node-1, replacing nftproxy's tables if they are already loaded. Panics
+    /// with the CLI's stderr unless it exits 0.
+    pub fn load_zoned_cluster(
+        &self,
+        zones: [Option<&str>; 2],
+        manifests: &str,
+        config: Option<&str>,
+    ) -> Compiled {
+        let dir = TempDir::new();
+        let text = format!("{}---\n{manifests}", zoned_base(zones));
+        let cluster = dir.write("cluster.yaml", &text);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nftproxy"));
+        cmd.args(["compile", "--hostname", Node::One.name()]);
+        if let Some(config) = config {
+            cmd.arg("--config").arg(dir.write("config.yaml", config));
+        }
+        let output = cmd
+            .arg(&cluster)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run nftproxy: {e}"));
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            output.status.success(),
+            "nftproxy compile failed ({}):\n{stderr}",
+            output.status
+        );
+        let compiled = Compiled {
+            output: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr,
+            format: Format::Nft,
+        };
+        self.load_ruleset(&format!("{REPLACE_TABLES}{}", compiled.output));
+        compiled
+    }
+}
