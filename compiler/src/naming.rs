@@ -66,16 +66,8 @@ pub struct ExternalNames {
 
 impl ExternalNames {
     pub fn new(service: &ServiceId, port: &ServicePortDef) -> Self {
-        let label = port.label();
-        let identity = [
-            service.namespace.as_str(),
-            "/",
-            service.name.as_str(),
-            "/",
-            port.protocol.keyword(),
-            "/",
-            label.as_str(),
-        ];
+        let identity = port_identity(service, port);
+        let identity = [identity.as_str()];
         ExternalNames {
             external: chain_name("external-", "external-", &identity),
             local: chain_name("local-", "local-", &identity),
@@ -98,18 +90,9 @@ pub struct AffinityNames {
 
 impl AffinityNames {
     pub fn new(service: &ServiceId, port: &ServicePortDef) -> Self {
-        let label = port.label();
-        let identity = [
-            service.namespace.as_str(),
-            "/",
-            service.name.as_str(),
-            "/",
-            port.protocol.keyword(),
-            "/",
-            label.as_str(),
-        ]
-        .concat();
-        AffinityNames { identity }
+        AffinityNames {
+            identity: port_identity(service, port),
+        }
     }
 
     /// The set of the clients that stick to endpoint `addr:port`.
@@ -128,6 +111,22 @@ impl AffinityNames {
         ];
         chain_name("affinity-", "affinity-", &identity)
     }
+}
+
+/// `NAMESPACE/NAME/PROTO/PORT`: what the names of a service port's external chains and
+/// affinity sets are derived from.
+fn port_identity(service: &ServiceId, port: &ServicePortDef) -> String {
+    let label = port.label();
+    [
+        service.namespace.as_str(),
+        "/",
+        service.name.as_str(),
+        "/",
+        port.protocol.keyword(),
+        "/",
+        label.as_str(),
+    ]
+    .concat()
 }
 
 /// `PREFIX-HASH-IDENTITY` with the hash of `salt` + identity, built in place with one

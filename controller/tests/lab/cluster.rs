@@ -87,8 +87,20 @@ pub fn compile_with_node_ips(
     format: Format,
     node_ips: &[&str],
 ) -> Compiled {
+    compile_on(BASE, manifests, config, format, node_ips)
+}
+
+/// Like [`compile_with_node_ips`], with `base` (the Node and ServiceCIDR objects) in place
+/// of [`BASE`].
+pub fn compile_on(
+    base: &str,
+    manifests: &str,
+    config: Option<&str>,
+    format: Format,
+    node_ips: &[&str],
+) -> Compiled {
     let dir = TempDir::new();
-    let cluster = dir.write("cluster.yaml", &format!("{BASE}---\n{manifests}"));
+    let cluster = dir.write("cluster.yaml", &format!("{base}---\n{manifests}"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nftproxy"));
     cmd.args(["compile", "--hostname", "node-1"]);
     for ip in node_ips {

@@ -6,10 +6,8 @@
 //! [`BASE`] instead. Loading deletes and recreates nftproxy's tables in one transaction,
 //! which is how a test "reloads" a changed cluster.
 
-use std::process::Command;
-
 use super::Lab;
-use super::cluster::{BASE, Compiled, Format, TempDir};
+use super::cluster::{BASE, Compiled, Format};
 use super::plan::Node;
 
 /// The Node label holding a node's zone.
@@ -49,29 +47,8 @@ impl Lab {
         manifests: &str,
         config: Option<&str>,
     ) -> Compiled {
-        let dir = TempDir::new();
-        let text = format!("{}---\n{manifests}", zoned_base(zones));
-        let cluster = dir.write("cluster.yaml", &text);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nftproxy"));
-        cmd.args(["compile", "--hostname", Node::One.name()]);
-        if let Some(config) = config {
-            cmd.arg("--config").arg(dir.write("config.yaml", config));
-        }
-        let output = cmd
-            .arg(&cluster)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run nftproxy: {e}"));
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(
-            output.status.success(),
-            "nftproxy compile failed ({}):\n{stderr}",
-            output.status
-        );
-        let compiled = Compiled {
-            output: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr,
-            format: Format::Nft,
-        };
+        let base = zoned_base(zones);
+        let compiled = super::cluster::compile_on(&base, manifests, config, Format::Nft, &[]);
         self.load_ruleset(&format!("{REPLACE_TABLES}{}", compiled.output));
         compiled
     }
