@@ -33,6 +33,11 @@ fn zone_hinted() -> SliceBuilder {
     ])
 }
 
+/// An endpoint on `node` hinted for its own node and for `zone`.
+fn node_and_zone_hinted(addr: &str, node: &str, zone: &str) -> EndpointBuilder {
+    ep(addr).node(node).for_nodes(&[node]).for_zones(&[zone])
+}
+
 /// Every endpoint of ns/web's ClusterIP.
 fn web_targets(compiled: &crate::Compiled) -> Vec<String> {
     compiled.targets("198.19.0.10", "TCP", 80)
@@ -143,18 +148,9 @@ fn an_empty_zone_name_in_hints_matches_nothing() {
 #[test]
 fn node_hints_are_preferred_over_zone_hints() {
     let slice = web_slice([
-        ep("198.18.1.5")
-            .node("node-1")
-            .for_nodes(&["node-1"])
-            .for_zones(&["zone-a"]),
-        ep("198.18.2.5")
-            .node("node-2")
-            .for_nodes(&["node-2"])
-            .for_zones(&["zone-b"]),
-        ep("198.18.3.5")
-            .node("node-3")
-            .for_nodes(&["node-3"])
-            .for_zones(&["zone-a"]),
+        node_and_zone_hinted("198.18.1.5", "node-1", "zone-a"),
+        node_and_zone_hinted("198.18.2.5", "node-2", "zone-b"),
+        node_and_zone_hinted("198.18.3.5", "node-3", "zone-a"),
     ]);
     let compiled = in_zone_a().service(web()).slice(slice).compile();
     assert_eq!(web_targets(&compiled), ["198.18.1.5:8080"]);
@@ -163,14 +159,8 @@ fn node_hints_are_preferred_over_zone_hints() {
 #[test]
 fn node_hints_that_do_not_name_this_node_fall_back_to_zone_hints() {
     let slice = web_slice([
-        ep("198.18.2.5")
-            .node("node-2")
-            .for_nodes(&["node-2"])
-            .for_zones(&["zone-b"]),
-        ep("198.18.3.5")
-            .node("node-3")
-            .for_nodes(&["node-3"])
-            .for_zones(&["zone-a"]),
+        node_and_zone_hinted("198.18.2.5", "node-2", "zone-b"),
+        node_and_zone_hinted("198.18.3.5", "node-3", "zone-a"),
     ]);
     let compiled = in_zone_a().service(web()).slice(slice).compile();
     assert_eq!(web_targets(&compiled), ["198.18.3.5:8080"]);
@@ -179,10 +169,7 @@ fn node_hints_that_do_not_name_this_node_fall_back_to_zone_hints() {
 #[test]
 fn incomplete_node_hints_fall_back_to_zone_hints() {
     let slice = web_slice([
-        ep("198.18.1.5")
-            .node("node-1")
-            .for_nodes(&["node-1"])
-            .for_zones(&["zone-a"]),
+        node_and_zone_hinted("198.18.1.5", "node-1", "zone-a"),
         ep("198.18.2.5").node("node-2").for_zones(&["zone-b"]),
         ep("198.18.3.5").node("node-3").for_zones(&["zone-a"]),
     ]);
