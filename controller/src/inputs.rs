@@ -171,6 +171,50 @@ pub fn load(args: &[PathBuf]) -> Result<Inputs, InputError> {
     Ok(collector.finish())
 }
 
+/// Like [`load`] for a long-running reader: a file that cannot be read or decoded does not
+/// stop the others. It contributes what it held when it last decoded (`last_good`, file
+/// name to text, updated here), and its error is returned beside the inputs, so one broken
+/// edit never removes what the file programmed before.
+pub fn load_keeping(
+    args: &[PathBuf],
+    last_good: &mut BTreeMap<String, String>,
+) -> Result<(Inputs, Vec<InputError>), InputError> {
+    let mut collector = Collector::default();
+    let mut errors = Vec::new();
+    let sources = expand(args)?;
+    let names: Vec<String> = sources.iter().map(Source::display_name).collect();
+    last_good.retain(|file, _| names.contains(file));
+    for (source, file) in sources.iter().zip(names) {
+        let fresh = source.read().and_then(|text| {
+            manifest::decode(&text)
+                .map(|decoded| (text, decoded))
+                .map_err(|e| InputError::Decode {
+                    file: file.clone(),
+                    line: e.line,
+                    message: e.message,
+                })
+        });
+        let decoded = match fresh {
+            Ok((text, decoded)) => {
+                last_good.insert(file.clone(), text);
+                decoded
+            }
+            Err(err) => {
+                errors.push(err);
+                let previous = last_good.get(&file).map(|text| manifest::decode(text));
+                match previous {
+                    Some(Ok(decoded)) => decoded,
+                    _ => continue,
+                }
+            }
+        };
+        for Decoded { line, object } in decoded {
+            collector.add(&file, line, object);
+        }
+    }
+    Ok((collector.finish(), errors))
+}
+
 /// Objects gathered from all sources, keyed by identity (a later duplicate wins, with a
 /// warning), so the snapshot does not depend on input order.
 #[derive(Debug, Default)]

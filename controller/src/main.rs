@@ -6,6 +6,9 @@ mod cli;
 mod compile_cmd;
 mod inputs;
 mod logging;
+mod manifest_source;
+mod sync;
+mod sync_loop;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,205 @@
+//! One sync: compile the cluster, diff against what the kernel holds, apply one transaction.
+//!
+//! A [`Syncer`] remembers the ruleset it last applied. An incremental sync diffs against that
+//! memory and never lists the kernel; a full sync (the first one, every one after a failure,
+//! and whenever the loop asks for one) lists nftproxy's tables once and diffs against the
+//! listing, which repairs drift and makes a restart adopt the previous instance's rules
+//! without touching what is already right. A transaction the kernel refuses changes nothing
+//! (one netlink batch is all or nothing); the syncer then forgets its memory so the next
+//! sync is full.
+
+use std::time::{Duration, Instant};
+
+use nftproxy_compiler::{ClusterSnapshot, CompileConfig, Compiled, compile};
+use nftproxy_rules::{Op, Ruleset, Transaction, diff};
+use thiserror::Error;
+
+/// The kernel as a sync sees it: nftproxy's tables, listed and changed atomically.
+pub trait Target {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Applies `transaction` as one batch: all of it or nothing.
+    fn apply(&mut self, transaction: &Transaction) -> Result<(), Self::Error>;
+
+    /// nftproxy's tables as the kernel holds them (absent tables are simply missing).
+    /// `Ok(None)` when the tables exist but their content cannot be read back into the
+    /// model (someone added something nftproxy never writes): the sync then replaces them.
+    fn list(&mut self) -> Result<Option<Ruleset>, Self::Error>;
+}
+
+/// Full (listed the kernel first) or partial (diffed against the last applied ruleset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncKind {
+    Full,
+    Partial,
+}
+
+impl SyncKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncKind::Full => "full",
+            SyncKind::Partial => "partial",
+        }
+    }
+}
+
+/// What one successful sync did.
+#[derive(Debug, Clone)]
+pub struct SyncReport {
+    pub kind: SyncKind,
+    /// Object-level operations of the transaction (0 when nothing changed).
+    pub operations: usize,
+    /// nft commands sent (0 when nothing changed: no batch is sent at all).
+    pub commands: usize,
+    /// Whether the tables were unreadable and so replaced as a whole.
+    pub replaced: bool,
+    pub compile_time: Duration,
+    pub apply_time: Duration,
+    pub total_time: Duration,
+}
+
+/// Why a sync failed. After any of these the next sync is full.
+#[derive(Debug, Error)]
+pub enum SyncError<E: std::error::Error + 'static> {
+    #[error("listing nftproxy's tables failed: {0}")]
+    List(#[source] E),
+    #[error("the compiled ruleset cannot be diffed: {0}")]
+    Diff(#[from] nftproxy_rules::DiffError),
+    #[error("the kernel refused the transaction ({operations} operations): {source}")]
+    Apply {
+        operations: usize,
+        #[source]
+        source: E,
+    },
+}
+
+/// Compiles, diffs and applies; remembers what the kernel holds after each success.
+#[derive(Debug)]
+pub struct Syncer<T> {
+    target: T,
+    config: CompileConfig,
+    /// What the kernel holds, as far as this syncer knows; `None` forces a full sync.
+    applied: Option<Ruleset>,
+    /// The last compile's result (diagnostics, health checks) for whoever reports on it.
+    last_compiled: Option<Compiled>,
+    /// The last transaction sent to the kernel.
+    last_transaction: Option<Transaction>,
+}
+
+impl<T: Target> Syncer<T> {
+    pub fn new(target: T, config: CompileConfig) -> Self {
+        Syncer {
+            target,
+            config,
+            applied: None,
+            last_compiled: None,
+            last_transaction: None,
+        }
+    }
+
+    /// The configuration the next compile uses (e.g. to add node addresses).
+    pub fn config_mut(&mut self) -> &mut CompileConfig {
+        &mut self.config
+    }
+
+    /// Makes the next sync full.
+    pub fn forget(&mut self) {
+        self.applied = None;
+    }
+
+    /// Whether the next sync will be full.
+    pub fn next_is_full(&self) -> bool {
+        self.applied.is_none()
+    }
+
+    pub fn last_compiled(&self) -> Option<&Compiled> {
+        self.last_compiled.as_ref()
+    }
+
+    pub fn last_transaction(&self) -> Option<&Transaction> {
+        self.last_transaction.as_ref()
+    }
+
+    /// The ruleset the kernel holds as of the last successful sync.
+    pub fn applied(&self) -> Option<&Ruleset> {
+        self.applied.as_ref()
+    }
+
+    pub fn target_mut(&mut self) -> &mut T {
+        &mut self.target
+    }
+
+    /// One sync of `snapshot`; full when `full` is set or the syncer has no memory.
+    pub fn sync(
+        &mut self,
+        snapshot: &ClusterSnapshot,
+        full: bool,
+    ) -> Result<SyncReport, SyncError<T::Error>> {
+        if full {
+            self.applied = None;
+        }
+        let started = Instant::now();
+        let compiled = compile(snapshot, &self.config);
+        let compile_time = started.elapsed();
+        let result = self.converge(&compiled.ruleset);
+        self.last_compiled = Some(compiled);
+        let (kind, transaction, replaced, apply_time) = match result {
+            Ok(done) => done,
+            Err(err) => {
+                self.applied = None;
+                return Err(err);
+            }
+        };
+        let report = SyncReport {
+            kind,
+            operations: transaction.object_operations(),
+            commands: transaction.len(),
+            replaced,
+            compile_time,
+            apply_time,
+            total_time: started.elapsed(),
+        };
+        self.last_transaction = Some(transaction);
+        Ok(report)
+    }
+
+    /// Brings the kernel to `desired`; returns what it sent.
+    fn converge(
+        &mut self,
+        desired: &Ruleset,
+    ) -> Result<(SyncKind, Transaction, bool, Duration), SyncError<T::Error>> {
+        let (kind, current) = match self.applied.take() {
+            Some(applied) => (SyncKind::Partial, Some(applied)),
+            None => (SyncKind::Full, self.target.list().map_err(SyncError::List)?),
+        };
+        let (transaction, replaced) = match &current {
+            Some(current) => (diff(current, desired)?, false),
+            None => (replace_tables(desired)?, true),
+        };
+        let started = Instant::now();
+        if !transaction.is_empty() {
+            self.target
+                .apply(&transaction)
+                .map_err(|source| SyncError::Apply {
+                    operations: transaction.object_operations(),
+                    source,
+                })?;
+        }
+        let apply_time = started.elapsed();
+        self.applied = Some(desired.clone());
+        Ok((kind, transaction, replaced, apply_time))
+    }
+}
+
+/// A transaction that deletes nftproxy's tables whatever they hold (adding each first, so
+/// the delete cannot fail on an absent table) and creates `desired`, in one batch.
+fn replace_tables(desired: &Ruleset) -> Result<Transaction, nftproxy_rules::DiffError> {
+    let mut transaction = Transaction::new();
+    for table in desired.tables.values() {
+        transaction.push(Op::AddTable(table.declaration()));
+        transaction.push(Op::DeleteTable(table.id()));
+    }
+    let create = diff(&Ruleset::new(), desired)?;
+    transaction.ops.extend(create.ops);
+    Ok(transaction)
+}
