@@ -1,4 +1,4 @@
-//! The command line: `nftproxy [--log-format text|json] compile [OPTIONS] INPUT...`.
+//! The command line: `nftproxy [--log-format text|json] compile|run|cleanup [OPTIONS]`.
 //!
 //! Only the shape of the command line lives here (clap derive); what a subcommand does lives
 //! in its own module. Bad flags make clap exit with status 2, like unusable input.
@@ -24,6 +24,10 @@ pub struct Cli {
 pub enum Command {
     /// Compile manifests into the nftables ruleset a node would get (nft script or JSON).
     Compile(CompileArgs),
+    /// Keep this node's nftables equal to the cluster (API server or a manifest directory).
+    Run(RunArgs),
+    /// Remove nftproxy's nftables tables (and nothing else).
+    Cleanup(CleanupArgs),
 }
 
 /// Log line format.
@@ -73,6 +77,41 @@ pub struct CompileArgs {
     pub inputs: Vec<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// This node's name (default: hostnameOverride, else this machine's hostname).
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// An address of the node, in addition to its Node object's status.addresses.
+    #[arg(long = "node-ip", value_name = "IP")]
+    pub node_ips: Vec<IpAddr>,
+
+    /// A kubeconfig file (default: in-cluster configuration, else $KUBECONFIG or ~/.kube/config).
+    #[arg(long, value_name = "FILE", conflicts_with = "manifests")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Read the cluster from this directory of manifests instead of an API server, and
+    /// follow its changes.
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
+
+    /// The nftables helper program (default: `nftproxy-nft` next to this program, else in $PATH).
+    #[arg(long, value_name = "FILE")]
+    pub nft_helper: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// The nftables helper program (default: `nftproxy-nft` next to this program, else in $PATH).
+    #[arg(long, value_name = "FILE")]
+    pub nft_helper: Option<PathBuf>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +158,21 @@ mod tests {
         assert_eq!(args.format, OutputFormat::Json);
         assert!(args.strict);
         assert_eq!(args.inputs, [PathBuf::from("a.yaml"), PathBuf::from("-")]);
+    }
+
+    #[test]
+    fn run_takes_manifests_or_a_kubeconfig_but_not_both() {
+        let cli = Cli::try_parse_from(["nftproxy", "run", "--manifests", "dir", "--hostname", "n"]);
+        let Ok(Cli {
+            command: Command::Run(args),
+            ..
+        }) = cli
+        else {
+            panic!("should parse: {cli:?}");
+        };
+        assert_eq!(args.manifests, Some(PathBuf::from("dir")));
+        let both = ["nftproxy", "run", "--manifests", "d", "--kubeconfig", "k"];
+        assert!(Cli::try_parse_from(both).is_err());
     }
 
     #[test]

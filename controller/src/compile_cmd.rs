@@ -9,28 +9,20 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use nftproxy_compiler::kube_proxy_config::{KubeProxyConfiguration, resolve_hostname};
 use nftproxy_compiler::{CompileConfig, Diagnostic, Severity, compile};
 use nftproxy_rules::Ruleset;
 
 use crate::cli::{CompileArgs, OutputFormat};
 use crate::inputs::{self, Inputs};
+use crate::settings::Settings;
 
 /// Exit status when there are diagnostics and `--strict` was given.
 const EXIT_DIAGNOSTICS: u8 = 1;
 
 /// Runs `compile`. `Err` means unusable input (the caller exits with status 2).
 pub fn run(args: &CompileArgs) -> anyhow::Result<ExitCode> {
-    let kube_proxy = load_kube_proxy_config(args.config.as_deref())?;
-    let hostname = resolve_hostname(
-        args.hostname.as_deref(),
-        &kube_proxy.hostname_override,
-        machine_hostname,
-    )?;
-    let mut config = kube_proxy
-        .compile_config(&hostname)
-        .with_context(|| config_location(args.config.as_deref()))?;
+    let settings = Settings::load(args.config.as_deref(), args.hostname.as_deref())?;
+    let mut config = settings.compile;
     config.extra_node_ips.extend(args.node_ips.iter().copied());
 
     let inputs = inputs::load(&args.inputs)?;
@@ -58,32 +50,6 @@ pub fn run(args: &CompileArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_DIAGNOSTICS));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Reads `--config`, or the defaults when it is absent.
-fn load_kube_proxy_config(path: Option<&Path>) -> anyhow::Result<KubeProxyConfiguration> {
-    let Some(path) = path else {
-        return Ok(KubeProxyConfiguration::default());
-    };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read the configuration", path.display()))?;
-    KubeProxyConfiguration::from_yaml(&text).map_err(|e| match e.line() {
-        Some(line) => anyhow::anyhow!("{}:{line}: {e}", path.display()),
-        None => anyhow::anyhow!("{}: {e}", path.display()),
-    })
-}
-
-fn config_location(path: Option<&Path>) -> String {
-    match path {
-        Some(p) => p.display().to_string(),
-        None => "configuration".to_owned(),
-    }
-}
-
-/// This machine's hostname, as the kernel knows it (no `unsafe` needed).
-fn machine_hostname() -> std::io::Result<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
 }
 
 /// A warning when the input has no Node for this node: addresses then come from `--node-ip`.

@@ -6,7 +6,10 @@ mod cli;
 mod compile_cmd;
 mod inputs;
 mod logging;
+mod kernel;
 mod manifest_source;
+mod run_cmd;
+mod settings;
 mod sync;
 mod sync_loop;
 
@@ -27,6 +30,8 @@ fn main() -> ExitCode {
     }
     let result = match &cli.command {
         Command::Compile(args) => compile_cmd::run(args),
+        Command::Run(args) => run_cmd::run(args),
+        Command::Cleanup(args) => run_cmd::cleanup(args),
     };
     result.unwrap_or_else(|err| {
         eprintln!("error: {err:#}");

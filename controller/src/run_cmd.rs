@@ -1,0 +1,152 @@
+//! `nftproxy run`: keeps this node's nftables equal to the cluster until SIGTERM or SIGINT.
+//!
+//! The cluster comes from a manifest directory (`--manifests`) or the API server; the kernel
+//! is reached through the nftables helper. On a signal the loop finishes the sync in
+//! progress and returns, leaving the rules in place: the next instance adopts them with a
+//! full sync that changes only what differs.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::cli::{CleanupArgs, RunArgs};
+use crate::kernel::{Kernel, KernelError};
+use crate::manifest_source::ManifestSource;
+use crate::settings::Settings;
+use crate::sync::{Syncer, Target};
+use crate::sync_loop::{self, Changes, Outcome, Source, Timing};
+
+/// How often a manifest directory is checked for changes.
+const MANIFEST_POLL: Duration = Duration::from_millis(200);
+
+/// The kernel as the syncer uses it: a listing that the model cannot represent means
+/// "replace the tables", any other failure is an error.
+#[derive(Debug)]
+pub struct KernelTarget(pub Kernel);
+
+impl Target for KernelTarget {
+    type Error = KernelError;
+
+    fn apply(&mut self, transaction: &nftproxy_rules::Transaction) -> Result<(), KernelError> {
+        self.0.apply(transaction)
+    }
+
+    fn list(&mut self) -> Result<Option<nftproxy_rules::Ruleset>, KernelError> {
+        match self.0.list() {
+            Ok(ruleset) => Ok(Some(ruleset)),
+            Err(KernelError::ParseListing { source }) => {
+                tracing::warn!("nftproxy's tables hold something it never writes ({source}); replacing them");
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// Runs `run`. Returns when stopped by a signal.
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(args.config.as_deref(), args.hostname.as_deref())?;
+    let mut config = settings.compile;
+    config.extra_node_ips.extend(args.node_ips.iter().copied());
+    let timing = Timing::new(
+        settings.kube_proxy.min_sync_period(),
+        settings.kube_proxy.sync_period(),
+    );
+    let kernel = Kernel::start(args.nft_helper.as_deref())?;
+    let changes = Arc::new(Changes::new());
+    stop_on_signals(Arc::clone(&changes))?;
+
+    let Some(dir) = &args.manifests else {
+        anyhow::bail!("watching an API server is not available yet; use --manifests DIR");
+    };
+    let source = Arc::new(ManifestSource::new(dir));
+    source.refresh();
+    Arc::clone(&source)
+        .watch(Arc::clone(&changes), MANIFEST_POLL)
+        .context("cannot start the manifest watcher")?;
+    tracing::info!(
+        hostname = %config.hostname,
+        manifests = %dir.display(),
+        min_sync_period = ?timing.min_sync_period,
+        sync_period = ?timing.sync_period,
+        "starting"
+    );
+    let mut syncer = Syncer::new(KernelTarget(kernel), config);
+    run_loop(&mut syncer, &*source, &changes, timing);
+    tracing::info!("stopped; nftproxy's rules stay in place for the next instance");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The loop, logging every sync and each new diagnostic once.
+fn run_loop(
+    syncer: &mut Syncer<KernelTarget>,
+    source: &dyn Source,
+    changes: &Changes,
+    timing: Timing,
+) {
+    let mut reported = BTreeSet::new();
+    sync_loop::run(syncer, source, changes, timing, |syncer, outcome| {
+        match outcome {
+            Outcome::Synced(report) => {
+                let ms = |d: Duration| d.as_secs_f64() * 1e3;
+                tracing::info!(
+                    kind = report.kind.as_str(),
+                    operations = report.operations,
+                    commands = report.commands,
+                    replaced = report.replaced,
+                    compile_ms = ms(report.compile_time),
+                    apply_ms = ms(report.apply_time),
+                    total_ms = ms(report.total_time),
+                    "synced"
+                );
+            }
+            Outcome::Failed {
+                error,
+                failures,
+                retry_in,
+            } => {
+                tracing::error!(failures, ?retry_in, "sync failed: {error}; the next sync is full");
+            }
+        }
+        let Some(compiled) = syncer.last_compiled() else {
+            return;
+        };
+        let current: BTreeSet<String> = compiled.diagnostics.iter().map(ToString::to_string).collect();
+        for line in current.difference(&reported) {
+            tracing::warn!("{line}");
+        }
+        reported = current;
+    });
+}
+
+/// Stops the loop on SIGTERM or SIGINT (a second signal exits at once).
+fn stop_on_signals(changes: Arc<Changes>) -> anyhow::Result<()> {
+    let mut signals = Signals::new([SIGTERM, SIGINT]).context("cannot install signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if changes.stopped() {
+                    tracing::warn!(signal, "second signal; exiting now");
+                    std::process::exit(1);
+                }
+                tracing::info!(signal, "stopping after the sync in progress");
+                changes.stop();
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok(())
+}
+
+/// Runs `cleanup`: removes nftproxy's tables, nothing else.
+pub fn cleanup(args: &CleanupArgs) -> anyhow::Result<ExitCode> {
+    let kernel = Kernel::start(args.nft_helper.as_deref())?;
+    kernel.delete_tables()?;
+    tracing::info!("nftproxy's tables are removed");
+    Ok(ExitCode::SUCCESS)
+}
