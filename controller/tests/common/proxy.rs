@@ -1,0 +1,203 @@
+//! `nftproxy run --manifests DIR` as a child process inside a test's network namespace,
+//! with its JSON log lines collected so tests can wait for syncs and read what they did.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+use super::netns::NetNs;
+
+/// One `synced` or `sync failed` log event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncEvent {
+    /// `true` for "synced", `false` for "sync failed".
+    pub ok: bool,
+    /// `full` or `partial` (successes only).
+    pub kind: String,
+    pub operations: u64,
+    /// The error text (failures only).
+    pub error: String,
+}
+
+/// The workspace's `nftproxy-nft` helper, built next to the test's `deps/` directory.
+pub fn nft_helper() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let helper = dir.join("nftproxy-nft");
+    assert!(
+        helper.exists(),
+        "{} is missing: build it first (`cargo build -p nftproxy-nft`; `cargo test --workspace` does)",
+        helper.display()
+    );
+    helper
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    lines: Vec<Json>,
+    syncs: Vec<SyncEvent>,
+    closed: bool,
+}
+
+/// A running `nftproxy run`; stopped with SIGTERM (and waited for) on drop.
+#[derive(Debug)]
+pub struct Proxy {
+    child: Option<Child>,
+    log: Arc<(Mutex<Log>, Condvar)>,
+}
+
+impl Proxy {
+    /// Starts `nftproxy --log-format json run --manifests DIR --hostname node-1` in `ns`,
+    /// with `extra` arguments (e.g. `--config FILE`).
+    pub fn start(ns: &NetNs, manifests: &Path, extra: &[&str]) -> Proxy {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns.name(), env!("CARGO_BIN_EXE_nftproxy")])
+            .args(["--log-format", "json", "run", "--hostname", "node-1"])
+            .arg("--manifests")
+            .arg(manifests)
+            .arg("--nft-helper")
+            .arg(nft_helper())
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("cannot start nftproxy run");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new((Mutex::new(Log::default()), Condvar::new()));
+        let reader_log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let (lock, cv) = &*reader_log;
+                let mut log = lock.lock().unwrap();
+                let json: Json = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({"fields": {"message": line}}));
+                if let Some(event) = sync_event(&json) {
+                    log.syncs.push(event);
+                }
+                log.lines.push(json);
+                cv.notify_all();
+            }
+            let (lock, cv) = &*reader_log;
+            lock.lock().unwrap().closed = true;
+            cv.notify_all();
+        });
+        Proxy {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Waits until at least `n` sync attempts were logged; panics with the log after
+    /// `timeout`. Returns all attempts so far.
+    pub fn wait_syncs(&self, n: usize, timeout: Duration) -> Vec<SyncEvent> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.log;
+        let mut log = lock.lock().unwrap();
+        while log.syncs.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero() && !log.closed,
+                "waited for {n} syncs, got {:?}; log:\n{}",
+                log.syncs,
+                render(&log.lines)
+            );
+            log = cv.wait_timeout(log, left).unwrap().0;
+        }
+        log.syncs.clone()
+    }
+
+    /// Every sync attempt logged so far.
+    pub fn syncs(&self) -> Vec<SyncEvent> {
+        self.log.0.lock().unwrap().syncs.clone()
+    }
+
+    /// The log so far, one JSON object per line, for assertion messages.
+    pub fn log_text(&self) -> String {
+        render(&self.log.0.lock().unwrap().lines)
+    }
+
+    /// Log messages so far (the `message` field of each line).
+    pub fn messages(&self) -> Vec<String> {
+        let log = self.log.0.lock().unwrap();
+        log.lines
+            .iter()
+            .filter_map(|l| l["fields"]["message"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Sends SIGTERM and waits for the process; returns whether it exited with status 0.
+    pub fn stop(mut self) -> bool {
+        self.terminate()
+    }
+
+    /// SIGKILL: the process dies wherever it is.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+fn sync_event(json: &Json) -> Option<SyncEvent> {
+    let fields = &json["fields"];
+    let message = fields["message"].as_str()?;
+    if message == "synced" {
+        return Some(SyncEvent {
+            ok: true,
+            kind: fields["kind"].as_str().unwrap_or_default().to_owned(),
+            operations: fields["operations"].as_u64().unwrap_or_default(),
+            error: String::new(),
+        });
+    }
+    let error = message.strip_prefix("sync failed: ")?;
+    Some(SyncEvent {
+        ok: false,
+        kind: String::new(),
+        operations: 0,
+        error: error.to_owned(),
+    })
+}
+
+fn render(lines: &[Json]) -> String {
+    lines
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
