@@ -5,6 +5,11 @@
 mod cli;
 mod compile_cmd;
 mod inputs;
+#[expect(
+    dead_code,
+    reason = "used by `nftproxy run` and `nftproxy cleanup`, still to come"
+)]
+mod kernel;
 mod logging;
 
 use std::process::ExitCode;
