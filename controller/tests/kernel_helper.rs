@@ -98,6 +98,30 @@ fn a_compiled_fixture_applied_from_empty_lists_back_equal() {
 }
 
 #[test]
+fn list_returns_the_nftproxy_tables_that_exist_and_nothing_else() {
+    if !kernel_tests_enabled("list_returns_the_nftproxy_tables_that_exist_and_nothing_else") {
+        return;
+    }
+    let ns = NetNs::new("khlist");
+    ns.nft_load(
+        "table ip nftproxy {\n\tchain services {\n\t}\n}\n\
+         table inet nftproxy {\n\tchain other {\n\t}\n}\n\
+         table ip6 bystander {\n\tchain c {\n\t}\n}\n",
+        false,
+    )
+    .unwrap();
+    let kernel = kernel_in(&ns);
+    let listed = kernel.list().unwrap();
+    assert_eq!(
+        listed.tables.keys().collect::<Vec<_>>(),
+        [&tables()[0]],
+        "only ip nftproxy: no ip6 nftproxy exists, the others are not ours"
+    );
+    assert_eq!(listed, nft_listed(&ns));
+    assert!(listed.tables[&tables()[0]].chains.contains_key("services"));
+}
+
+#[test]
 fn an_incremental_diff_applies_and_lists_back_equal() {
     if !kernel_tests_enabled("an_incremental_diff_applies_and_lists_back_equal") {
         return;

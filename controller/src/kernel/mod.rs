@@ -152,23 +152,44 @@ impl Kernel {
     /// nftproxy's tables as the kernel has them; a table that does not exist is absent
     /// from the result (no tables: an empty ruleset). Other tables are never listed.
     pub fn list(&self) -> Result<Ruleset, KernelError> {
-        let ours = tables();
-        // 1.0.6 cannot list two tables in one call, and listing a missing table is an
-        // error like any other: so first ask which tables exist (cheap: names only).
+        let mut ruleset = Ruleset::new();
+        // nft 1.0.6 cannot list two tables in one call. Listing a missing table is an error
+        // like any other, so a refusal is checked against the table names; they are not
+        // asked for first because `list tables` costs seconds at 10k services (nft fetches
+        // the whole ruleset for it), while a missing table is rare (first start, cleanup).
+        let mut existing: Option<Ruleset> = None;
+        for id in tables() {
+            let list = json!({"nftables": [{"list": {"table": {
+                "family": id.family.keyword(), "name": id.name}}}]});
+            match self.run_json(list.to_string(), Replay::Safe) {
+                Ok(listing) => {
+                    let table = parse_listing(&listing, std::slice::from_ref(&id))?;
+                    ruleset.tables.extend(table.tables);
+                }
+                Err(KernelError::Refused { message }) => {
+                    if existing.is_none() {
+                        existing = Some(self.existing_tables()?);
+                    }
+                    if existing
+                        .as_ref()
+                        .is_some_and(|e| e.tables.contains_key(&id))
+                    {
+                        return Err(KernelError::Refused { message });
+                    }
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(ruleset)
+    }
+
+    /// Which of nftproxy's tables exist (as empty tables): nft's `list tables`.
+    fn existing_tables(&self) -> Result<Ruleset, KernelError> {
         let names = self.run_json(
             json!({"nftables": [{"list": {"tables": null}}]}).to_string(),
             Replay::Safe,
         )?;
-        let present = parse_listing(&names, &ours)?;
-        let mut ruleset = Ruleset::new();
-        for id in present.tables.keys() {
-            let list = json!({"nftables": [{"list": {"table": {
-                "family": id.family.keyword(), "name": id.name}}}]});
-            let listing = self.run_json(list.to_string(), Replay::Safe)?;
-            let table = parse_listing(&listing, std::slice::from_ref(id))?;
-            ruleset.tables.extend(table.tables);
-        }
-        Ok(ruleset)
+        parse_listing(&names, &tables())
     }
 
     /// Deletes nftproxy's tables and nothing else (`nftproxy cleanup`); no error when they
