@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 
-use nftproxy_rules::{Family, ParseError, Ruleset, Table, TableId, Transaction};
+use nftproxy_rules::{Family, Op, ParseError, Ruleset, Table, TableId, Transaction};
 use nftproxy_wire::{Format, Request, WireError};
 use serde_json::json;
 
@@ -197,10 +197,10 @@ impl Kernel {
     pub fn delete_tables(&self) -> Result<(), KernelError> {
         let mut tx = Transaction::new();
         for id in tables() {
-            tx.push(nftproxy_rules::Op::AddTable(Table::new(id.family, id.name)));
+            tx.push(Op::AddTable(Table::new(id.family, id.name)));
         }
         for id in tables() {
-            tx.push(nftproxy_rules::Op::DeleteTable(id));
+            tx.push(Op::DeleteTable(id));
         }
         self.run_json(tx.to_json().to_string(), Replay::Safe)
             .map(drop)
