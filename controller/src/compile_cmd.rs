@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use nftproxy_compiler::{CompileConfig, Diagnostic, Severity, compile};
 use nftproxy_rules::Ruleset;
 

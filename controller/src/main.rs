@@ -5,8 +5,8 @@
 mod cli;
 mod compile_cmd;
 mod inputs;
-mod logging;
 mod kernel;
+mod logging;
 mod manifest_source;
 mod run_cmd;
 mod settings;

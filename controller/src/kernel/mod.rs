@@ -1,0 +1,288 @@
+//! The kernel's nftables, reached through the `nftproxy-nft` helper: apply, list, delete.
+//!
+//! nftproxy does not link libnftables, which is GPL-2.0-only. A separate program,
+//! `nftproxy-nft` (crate `nftproxy-nft`), links it; [`Kernel`] runs that program and sends it
+//! nft JSON through its stdin, in the frames of the `nftproxy-wire` crate, and reads nft's
+//! output or error text back from its stdout. Every transaction is one request, which the
+//! helper runs as one libnftables call: one netlink batch, all or nothing.
+//!
+//! One helper process at a time belongs to a dedicated thread; every call goes through that
+//! thread, so calls never interleave. The helper, and any restart of it, is started from
+//! that thread, which inherits the network namespace of the thread that called
+//! [`Kernel::start`]: the helper always programs that namespace. When the helper has died,
+//! the next call starts a new one (once per call; see [`helper`] for when a request is
+//! sent again).
+
+mod helper;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+
+use nftproxy_rules::{Family, Op, ParseError, Ruleset, Table, TableId, Transaction};
+use nftproxy_wire::{Format, Request, WireError};
+use serde_json::json;
+
+use self::helper::{Helper, Replay};
+
+/// The name of nftproxy's tables (one per family, `ip` and `ip6`).
+pub const TABLE: &str = "nftproxy";
+
+/// The helper program's file name.
+pub const HELPER: &str = "nftproxy-nft";
+
+/// nftproxy's tables: the only ones [`Kernel`] lists or deletes.
+pub fn tables() -> [TableId; 2] {
+    [
+        TableId::new(Family::Ip, TABLE),
+        TableId::new(Family::Ip6, TABLE),
+    ]
+}
+
+/// Why a kernel operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// No helper path was given and none was found next to this program or in `$PATH`.
+    #[error("cannot find the nftables helper `{HELPER}` next to {beside} or in $PATH")]
+    FindHelper { beside: String },
+    /// The helper program could not be started.
+    #[error("cannot start the nftables helper {}: {source}", path.display())]
+    StartHelper { path: PathBuf, source: io::Error },
+    /// The helper exited or stopped answering; `stderr` is what it wrote there last.
+    #[error("the nftables helper died ({status}){}", stderr_note(stderr))]
+    HelperDied { status: String, stderr: String },
+    /// The helper answered something that is not a valid frame; it was stopped.
+    #[error("the nftables helper broke the protocol: {source}")]
+    Protocol { source: WireError },
+    /// nft or the kernel refused the commands; nothing changed. nft's own message.
+    #[error("the kernel refused the transaction: {message}")]
+    Refused { message: String },
+    /// nft's listing is not JSON.
+    #[error("nft's listing is not JSON: {source}")]
+    ReadListing { source: serde_json::Error },
+    /// nft's listing holds something the ruleset model cannot represent.
+    #[error("cannot parse nft's listing: {source}")]
+    ParseListing { source: ParseError },
+    /// The thread that owns the helper is gone (it panicked).
+    #[error("the thread that talks to the nftables helper is gone")]
+    ThreadGone,
+}
+
+fn stderr_note(stderr: &str) -> String {
+    let stderr = stderr.trim_end();
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!("; its stderr:\n{stderr}")
+    }
+}
+
+/// One call for the helper thread.
+enum Call {
+    Exchange {
+        request: Request,
+        replay: Replay,
+        reply: mpsc::SyncSender<Result<String, KernelError>>,
+    },
+    Pid {
+        reply: mpsc::SyncSender<Option<u32>>,
+    },
+}
+
+/// nftproxy's access to the kernel's nftables, through one helper process.
+#[derive(Debug)]
+pub struct Kernel {
+    calls: Option<mpsc::Sender<Call>>,
+    thread: Option<JoinHandle<()>>,
+    helper: PathBuf,
+}
+
+impl Kernel {
+    /// Starts the helper (`helper`, else [`find_helper`]) on a dedicated thread and checks
+    /// that it answers. The helper works in the calling thread's network namespace.
+    pub fn start(helper: Option<&Path>) -> Result<Kernel, KernelError> {
+        let path = find_helper(helper)?;
+        let (calls, queue) = mpsc::channel();
+        let mut process = Helper::new(path.clone());
+        let thread = thread::Builder::new()
+            .name("nftproxy-kernel".into())
+            .spawn(move || {
+                for call in queue {
+                    serve(&mut process, call);
+                }
+                process.stop();
+            })
+            .map_err(|source| KernelError::StartHelper {
+                path: path.clone(),
+                source,
+            })?;
+        let kernel = Kernel {
+            calls: Some(calls),
+            thread: Some(thread),
+            helper: path,
+        };
+        kernel.ping()?;
+        Ok(kernel)
+    }
+
+    /// The helper program this kernel runs.
+    pub fn helper_path(&self) -> &Path {
+        &self.helper
+    }
+
+    /// The process id of the running helper, if one is running.
+    pub fn helper_pid(&self) -> Option<u32> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Call::Pid { reply }).ok()?;
+        answer.recv().ok().flatten()
+    }
+
+    /// A round trip through the helper (restarting it if it died).
+    pub fn ping(&self) -> Result<(), KernelError> {
+        self.exchange(Request::Ping, Replay::Safe).map(drop)
+    }
+
+    /// Runs `tx` as one nft batch: every operation, or (on error) none.
+    pub fn apply(&self, tx: &Transaction) -> Result<(), KernelError> {
+        let commands = tx.to_json().to_string();
+        self.run_json(commands, Replay::OnlyIfUnsent).map(drop)
+    }
+
+    /// nftproxy's tables as the kernel has them; a table that does not exist is absent
+    /// from the result (no tables: an empty ruleset). Other tables are never listed.
+    pub fn list(&self) -> Result<Ruleset, KernelError> {
+        let mut ruleset = Ruleset::new();
+        // nft 1.0.6 cannot list two tables in one call. Listing a missing table is an error
+        // like any other, so a refusal is checked against the table names; they are not
+        // asked for first because `list tables` costs seconds at 10k services (nft fetches
+        // the whole ruleset for it), while a missing table is rare (first start, cleanup).
+        let mut existing: Option<Ruleset> = None;
+        for id in tables() {
+            let list = json!({"nftables": [{"list": {"table": {
+                "family": id.family.keyword(), "name": id.name}}}]});
+            match self.run_json(list.to_string(), Replay::Safe) {
+                Ok(listing) => {
+                    let table = parse_listing(&listing, std::slice::from_ref(&id))?;
+                    ruleset.tables.extend(table.tables);
+                }
+                Err(KernelError::Refused { message }) => {
+                    if existing.is_none() {
+                        existing = Some(self.existing_tables()?);
+                    }
+                    if existing
+                        .as_ref()
+                        .is_some_and(|e| e.tables.contains_key(&id))
+                    {
+                        return Err(KernelError::Refused { message });
+                    }
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(ruleset)
+    }
+
+    /// Which of nftproxy's tables exist (as empty tables): nft's `list tables`.
+    fn existing_tables(&self) -> Result<Ruleset, KernelError> {
+        let names = self.run_json(
+            json!({"nftables": [{"list": {"tables": null}}]}).to_string(),
+            Replay::Safe,
+        )?;
+        parse_listing(&names, &tables())
+    }
+
+    /// Deletes nftproxy's tables and nothing else (`nftproxy cleanup`); no error when they
+    /// do not exist. One batch: each table is added (a no-op when it exists), then deleted.
+    pub fn delete_tables(&self) -> Result<(), KernelError> {
+        let mut tx = Transaction::new();
+        for id in tables() {
+            tx.push(Op::AddTable(Table::new(id.family, id.name)));
+        }
+        for id in tables() {
+            tx.push(Op::DeleteTable(id));
+        }
+        self.run_json(tx.to_json().to_string(), Replay::Safe)
+            .map(drop)
+    }
+
+    fn run_json(&self, commands: String, replay: Replay) -> Result<String, KernelError> {
+        let request = Request::Run {
+            format: Format::Json,
+            commands,
+        };
+        self.exchange(request, replay)
+    }
+
+    fn exchange(&self, request: Request, replay: Replay) -> Result<String, KernelError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Call::Exchange {
+            request,
+            replay,
+            reply,
+        })?;
+        answer.recv().map_err(|_| KernelError::ThreadGone)?
+    }
+
+    fn send(&self, call: Call) -> Result<(), KernelError> {
+        let calls = self.calls.as_ref().ok_or(KernelError::ThreadGone)?;
+        calls.send(call).map_err(|_| KernelError::ThreadGone)
+    }
+}
+
+impl Drop for Kernel {
+    /// Closes the helper's stdin (it exits at end of input) and waits for the thread.
+    fn drop(&mut self) {
+        drop(self.calls.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One call on the helper thread.
+fn serve(helper: &mut Helper, call: Call) {
+    match call {
+        Call::Exchange {
+            request,
+            replay,
+            reply,
+        } => {
+            let _ = reply.send(helper.exchange(&request, replay));
+        }
+        Call::Pid { reply } => {
+            let _ = reply.send(helper.pid());
+        }
+    }
+}
+
+fn parse_listing(listing: &str, wanted: &[TableId]) -> Result<Ruleset, KernelError> {
+    let value: serde_json::Value =
+        serde_json::from_str(listing).map_err(|source| KernelError::ReadListing { source })?;
+    Ruleset::from_nft_json(&value, wanted).map_err(|source| KernelError::ParseListing { source })
+}
+
+/// Where the helper is: `explicit` if given; else `nftproxy-nft` in the directory of the
+/// running program (how nftproxy is packaged); else the first `nftproxy-nft` in `$PATH`.
+pub fn find_helper(explicit: Option<&Path>) -> Result<PathBuf, KernelError> {
+    if let Some(path) = explicit {
+        return Ok(path.to_owned());
+    }
+    let dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_owned));
+    if let Some(beside) = dir.as_ref().map(|d| d.join(HELPER)).filter(|p| p.is_file()) {
+        return Ok(beside);
+    }
+    let in_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(HELPER))
+            .find(|p| p.is_file())
+    });
+    in_path.ok_or_else(|| KernelError::FindHelper {
+        beside: dir.map_or_else(
+            || "the running program".to_owned(),
+            |d| d.display().to_string(),
+        ),
+    })
+}

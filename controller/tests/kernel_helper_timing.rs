@@ -1,0 +1,292 @@
+//! Measurements, not a timed test: what the `nftproxy-nft` helper costs next to `nft -j -f`.
+//!
+//! Prints the round trip of a ping and of an empty transaction through the helper, next to
+//! starting `nft -j -f -` for the same empty document; then, for a 10k-service ruleset (10
+//! endpoints each, the BENCHMARKS.md cluster), the time to load it into an empty namespace,
+//! to apply one added endpoint on top, and to list and parse it back, through the helper
+//! (`Kernel`) and through `nft`, each path twice and in both orders. Both paths start from
+//! a `Transaction` and end with a parsed `Ruleset`, so both include rendering the JSON and
+//! parsing the listing. Ignored by default (it takes about a minute and a half); run it with
+//! `cargo test --release -p nftproxy --test kernel_helper_timing -- --ignored --nocapture`
+//! as root, after `cargo build --release -p nftproxy-nft`. It asserts that both paths leave
+//! exactly the compiled ruleset, never a duration.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+#[allow(dead_code)]
+#[path = "../src/kernel/mod.rs"]
+mod kernel;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::netns::{NetNs, kernel_tests_enabled};
+use k8s_openapi::api::core::v1::{
+    Node, NodeAddress, NodeStatus, Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kernel::{Kernel, tables};
+use nftproxy_compiler::{ClusterSnapshot, CompileConfig, compile};
+use nftproxy_rules::{Ruleset, Transaction, diff};
+
+const SERVICES: usize = 10_000;
+const ENDPOINTS: usize = 10;
+
+fn helper() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join(kernel::HELPER);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build -p nftproxy-nft`",
+        path.display()
+    );
+    path
+}
+
+fn meta(name: String, labels: Option<BTreeMap<String, String>>) -> ObjectMeta {
+    ObjectMeta {
+        namespace: Some("bench".into()),
+        name: Some(name),
+        labels,
+        ..ObjectMeta::default()
+    }
+}
+
+fn service(i: usize) -> Service {
+    let ip = format!("198.19.{}.{}", i >> 8, i & 0xff);
+    Service {
+        metadata: meta(format!("svc-{i}"), None),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some(ip.clone()),
+            cluster_ips: Some(vec![ip]),
+            ip_families: Some(vec!["IPv4".into()]),
+            selector: Some(BTreeMap::from([("app".into(), format!("svc-{i}"))])),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                protocol: Some("TCP".into()),
+                target_port: Some(IntOrString::Int(8080)),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn slice(i: usize, endpoints: usize) -> EndpointSlice {
+    let label = BTreeMap::from([("kubernetes.io/service-name".into(), format!("svc-{i}"))]);
+    let endpoint = |j: usize| {
+        let k = i * ENDPOINTS + j;
+        Endpoint {
+            addresses: vec![format!("198.18.{}.{}", (k >> 8) & 0xff, k & 0xff)],
+            conditions: Some(EndpointConditions {
+                ready: Some(true),
+                serving: Some(true),
+                terminating: Some(false),
+            }),
+            node_name: Some(format!("node-{}", (i + j) % 4)),
+            ..Endpoint::default()
+        }
+    };
+    EndpointSlice {
+        metadata: meta(format!("svc-{i}-abcde"), Some(label)),
+        address_type: "IPv4".into(),
+        endpoints: (0..endpoints).map(endpoint).collect(),
+        ports: Some(vec![EndpointPort {
+            name: Some("http".into()),
+            port: Some(8080),
+            protocol: Some("TCP".into()),
+            ..EndpointPort::default()
+        }]),
+    }
+}
+
+fn cluster() -> ClusterSnapshot {
+    let node = Node {
+        metadata: ObjectMeta {
+            name: Some("node-0".into()),
+            ..ObjectMeta::default()
+        },
+        status: Some(NodeStatus {
+            addresses: Some(vec![NodeAddress {
+                type_: "InternalIP".into(),
+                address: "198.51.100.10".into(),
+            }]),
+            ..NodeStatus::default()
+        }),
+        ..Node::default()
+    };
+    ClusterSnapshot {
+        services: (0..SERVICES).map(service).collect(),
+        endpoint_slices: (0..SERVICES).map(|i| slice(i, ENDPOINTS)).collect(),
+        nodes: vec![node],
+        ..ClusterSnapshot::default()
+    }
+}
+
+/// Runs `nft -j -f -` on `input` from a thread inside `ns`; returns the wall time.
+fn nft_json(ns: &NetNs, input: &str) -> Duration {
+    let input = input.to_owned();
+    ns.run_inside(move || {
+        let start = Instant::now();
+        let mut child = Command::new("nft")
+            .args(["-j", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        start.elapsed()
+    })
+}
+
+/// `nft -j list ruleset` from a thread inside `ns`, parsed; returns it and the wall time.
+fn nft_list(ns: &NetNs) -> (Ruleset, Duration) {
+    let (out, list) = timed(|| {
+        ns.run_inside(|| {
+            let out = Command::new("nft").args(["-j", "list", "ruleset"]).output();
+            out.unwrap().stdout
+        })
+    });
+    let (parsed, parse) = timed(|| {
+        let value = serde_json::from_slice::<serde_json::Value>(&out).unwrap();
+        Ruleset::from_nft_json(&value, &tables()).unwrap()
+    });
+    println!(
+        "  (nft: listed {} MB in {list:.3?}, parsed in {parse:.3?})",
+        out.len() / 1_000_000
+    );
+    (parsed, list + parse)
+}
+
+/// The median of `n` runs of `f`.
+fn median(n: usize, mut f: impl FnMut() -> Duration) -> Duration {
+    let mut times: Vec<Duration> = (0..n).map(|_| f()).collect();
+    times.sort();
+    times[n / 2]
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let value = f();
+    (value, start.elapsed())
+}
+
+/// The 10k-service figures, for the helper and for `nft`; each in a new namespace.
+#[derive(Debug, Default)]
+struct Figures {
+    load: Duration,
+    one: Duration,
+    list: Duration,
+}
+
+fn through_helper(r0: &Ruleset, r1: &Ruleset) -> Figures {
+    let ns = NetNs::new("khtime");
+    let path = helper();
+    let kernel = ns.run_inside(move || Kernel::start(Some(&path)).unwrap());
+    let full = diff(&Ruleset::new(), r0).unwrap();
+    let ((), load) = timed(|| kernel.apply(&full).unwrap());
+    let one = diff(r0, r1).unwrap();
+    let ((), one) = timed(|| kernel.apply(&one).unwrap());
+    let (listed, list) = timed(|| kernel.list().unwrap());
+    assert!(
+        &listed == r1,
+        "the helper's namespace differs from the compiled ruleset"
+    );
+    Figures { load, one, list }
+}
+
+/// Renders `tx` (as `Kernel::apply` does) and loads it with `nft -j -f -`.
+fn render_and_nft(ns: &NetNs, tx: &Transaction) -> Duration {
+    let (json, render) = timed(|| tx.to_json().to_string());
+    render + nft_json(ns, &json)
+}
+
+fn through_nft(r0: &Ruleset, r1: &Ruleset) -> Figures {
+    let ns = NetNs::new("khtnft");
+    let load = render_and_nft(&ns, &diff(&Ruleset::new(), r0).unwrap());
+    let one = render_and_nft(&ns, &diff(r0, r1).unwrap());
+    let (listed, list) = nft_list(&ns);
+    assert!(
+        &listed == r1,
+        "nft's namespace differs from the compiled ruleset"
+    );
+    Figures { load, one, list }
+}
+
+#[test]
+#[ignore = "measurement: run with --ignored --nocapture (as root)"]
+fn helper_round_trips_and_10k_service_loads_next_to_nft() {
+    if !kernel_tests_enabled("helper_round_trips_and_10k_service_loads_next_to_nft") {
+        return;
+    }
+    let ns = NetNs::new("khtrt");
+    let path = helper();
+    let kernel = ns.run_inside(move || Kernel::start(Some(&path)).unwrap());
+    let ping = median(1000, || timed(|| kernel.ping().unwrap()).1);
+    let empty = Transaction::new();
+    let noop = median(200, || timed(|| kernel.apply(&empty).unwrap()).1);
+    let empty_json = empty.to_json().to_string();
+    let nft_noop = median(50, || nft_json(&ns, &empty_json));
+    println!("ping through the helper:                    {ping:>12.3?}");
+    println!("empty transaction through the helper:       {noop:>12.3?}");
+    println!("empty document through `nft -j -f -`:       {nft_noop:>12.3?}");
+    drop(kernel);
+
+    let config = CompileConfig {
+        hostname: "node-0".into(),
+        ..CompileConfig::default()
+    };
+    let mut snapshot = cluster();
+    let r0 = compile(&snapshot, &config).ruleset;
+    snapshot.endpoint_slices[0] = slice(0, ENDPOINTS + 1);
+    let r1 = compile(&snapshot, &config).ruleset;
+    let full = diff(&Ruleset::new(), &r0).unwrap();
+    let (json, render) = timed(|| full.to_json().to_string());
+    println!(
+        "{SERVICES} services x {ENDPOINTS}: {} MB of JSON (rendered in {render:.3?}), \
+         {} nft commands; one endpoint added: {} nft commands",
+        json.len() / 1_000_000,
+        full.len(),
+        diff(&r0, &r1).unwrap().len()
+    );
+    // Both orders, so that neither path always runs on a warmer (or busier) machine.
+    let rounds = [
+        ("helper", through_helper(&r0, &r1)),
+        ("nft", through_nft(&r0, &r1)),
+        ("nft", through_nft(&r0, &r1)),
+        ("helper", through_helper(&r0, &r1)),
+    ];
+    println!(
+        "{:<8} {:>12} {:>14} {:>12}",
+        "path", "load", "one endpoint", "list+parse"
+    );
+    for (path, f) in rounds {
+        println!(
+            "{path:<8} {:>12.3?} {:>14.3?} {:>12.3?}",
+            f.load, f.one, f.list
+        );
+    }
+}
