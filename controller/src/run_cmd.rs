@@ -40,7 +40,9 @@ impl Target for KernelTarget {
         match self.0.list() {
             Ok(ruleset) => Ok(Some(ruleset)),
             Err(KernelError::ParseListing { source }) => {
-                tracing::warn!("nftproxy's tables hold something it never writes ({source}); replacing them");
+                tracing::warn!(
+                    "nftproxy's tables hold something it never writes ({source}); replacing them"
+                );
                 Ok(None)
             }
             Err(err) => Err(err),
@@ -110,13 +112,21 @@ fn run_loop(
                 failures,
                 retry_in,
             } => {
-                tracing::error!(failures, ?retry_in, "sync failed: {error}; the next sync is full");
+                tracing::error!(
+                    failures,
+                    ?retry_in,
+                    "sync failed: {error}; the next sync is full"
+                );
             }
         }
         let Some(compiled) = syncer.last_compiled() else {
             return;
         };
-        let current: BTreeSet<String> = compiled.diagnostics.iter().map(ToString::to_string).collect();
+        let current: BTreeSet<String> = compiled
+            .diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         for line in current.difference(&reported) {
             tracing::warn!("{line}");
         }

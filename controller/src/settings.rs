@@ -55,4 +55,3 @@ fn machine_hostname() -> std::io::Result<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
 }
-

@@ -139,7 +139,11 @@ fn setup(tag: &str, min_sync: &str, sync: &str) -> Setup {
     let config_dir = tempfile::tempdir().unwrap();
     std::fs::write(config_dir.path().join("config.yaml"), &config_text).unwrap();
     write(dir.path(), "node.yaml", NODE);
-    write(dir.path(), "web.yaml", &web(&["198.18.2.10", "198.18.2.11"]));
+    write(
+        dir.path(),
+        "web.yaml",
+        &web(&["198.18.2.10", "198.18.2.11"]),
+    );
     Setup {
         ns,
         dir,
@@ -151,7 +155,11 @@ fn setup(tag: &str, min_sync: &str, sync: &str) -> Setup {
 impl Setup {
     fn start(&self) -> Proxy {
         let config = self.config_dir.path().join("config.yaml");
-        Proxy::start(&self.ns, self.dir.path(), &["--config", config.to_str().unwrap()])
+        Proxy::start(
+            &self.ns,
+            self.dir.path(),
+            &["--config", config.to_str().unwrap()],
+        )
     }
 
     fn expected(&self) -> Ruleset {
@@ -169,7 +177,11 @@ fn kernel_follows_the_manifest_directory_through_a_sequence_of_edits() {
     wait_equal(&s.ns, &s.expected(), &proxy, "initial");
     let dir = s.dir.path();
     let steps: [(&str, &str, String); 4] = [
-        ("endpoint added", "web.yaml", web(&["198.18.2.10", "198.18.2.11", "198.18.2.12"])),
+        (
+            "endpoint added",
+            "web.yaml",
+            web(&["198.18.2.10", "198.18.2.11", "198.18.2.12"]),
+        ),
         ("service added", "api.yaml", API.to_owned()),
         ("endpoint removed", "web.yaml", web(&["198.18.2.12"])),
         ("service without endpoints", "web.yaml", web(&[])),
@@ -199,13 +211,25 @@ fn a_broken_edit_keeps_what_the_file_programmed_and_says_where() {
     let proxy = s.start();
     let before = s.expected();
     wait_equal(&s.ns, &before, &proxy, "initial");
-    write(s.dir.path(), "api.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: [\n");
+    write(
+        s.dir.path(),
+        "api.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: [\n",
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while !proxy.messages().iter().any(|m| m.contains("api.yaml:")) {
-        assert!(Instant::now() < deadline, "no error naming the file:\n{}", proxy.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "no error naming the file:\n{}",
+            proxy.log_text()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(kernel_tables(&s.ns), before, "nothing already programmed is lost");
+    assert_eq!(
+        kernel_tables(&s.ns),
+        before,
+        "nothing already programmed is lost"
+    );
     // Other files still follow edits, while the broken one keeps its last good content.
     write(s.dir.path(), "web.yaml", &web(&["198.18.2.99"]));
     let expected_dir = tempfile::tempdir().unwrap();
@@ -226,11 +250,20 @@ fn a_restart_over_its_own_table_changes_nothing() {
     let first = s.start();
     wait_equal(&s.ns, &s.expected(), &first, "first instance");
     assert!(first.stop(), "SIGTERM ends the process with status 0");
-    assert_eq!(kernel_tables(&s.ns), s.expected(), "rules stay after SIGTERM");
+    assert_eq!(
+        kernel_tables(&s.ns),
+        s.expected(),
+        "rules stay after SIGTERM"
+    );
     let second = s.start();
     let syncs = second.wait_syncs(1, Duration::from_secs(10));
     assert_eq!(syncs[0].kind, "full");
-    assert_eq!(syncs[0].operations, 0, "adoption changes nothing: {}", second.log_text());
+    assert_eq!(
+        syncs[0].operations,
+        0,
+        "adoption changes nothing: {}",
+        second.log_text()
+    );
 }
 
 #[test]
@@ -246,7 +279,10 @@ fn a_killed_instance_is_adopted_and_repaired_by_the_next() {
     let second = s.start();
     wait_equal(&s.ns, &s.expected(), &second, "after SIGKILL and an edit");
     let syncs = second.wait_syncs(1, Duration::from_secs(10));
-    assert!(syncs[0].ok && syncs[0].kind == "full" && syncs[0].operations > 0, "{syncs:?}");
+    assert!(
+        syncs[0].ok && syncs[0].kind == "full" && syncs[0].operations > 0,
+        "{syncs:?}"
+    );
 }
 
 #[test]
@@ -273,7 +309,11 @@ fn a_full_sync_repairs_an_element_deleted_by_hand() {
         .syncs()
         .iter()
         .any(|e| e.ok && e.kind == "full" && e.operations == 1);
-    assert!(repaired, "one full sync restored one element:\n{}", proxy.log_text());
+    assert!(
+        repaired,
+        "one full sync restored one element:\n{}",
+        proxy.log_text()
+    );
 }
 
 #[test]
@@ -301,7 +341,11 @@ fn a_refused_transaction_changes_nothing_and_a_full_sync_recovers() {
     assert!(!syncs[1].ok, "the kernel refused: {syncs:?}");
     assert!(syncs[1].error.contains("refused"), "{syncs:?}");
     // Between the refusal and the retry (1 s backoff) the kernel is exactly as it was.
-    assert_eq!(kernel_tables(&s.ns), tampered, "a refused transaction changes nothing");
+    assert_eq!(
+        kernel_tables(&s.ns),
+        tampered,
+        "a refused transaction changes nothing"
+    );
     wait_equal(&s.ns, &s.expected(), &proxy, "after the retry");
     let syncs = proxy.syncs();
     assert!(syncs[2].ok && syncs[2].kind == "full", "{syncs:?}");
