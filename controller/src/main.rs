@@ -10,6 +10,7 @@ mod logging;
 mod manifest_source;
 mod run_cmd;
 mod settings;
+mod sources;
 mod sync;
 mod sync_loop;
 

@@ -1,0 +1,163 @@
+//! One watcher task: kube's `watcher` feeding a `reflector` store, with backoff and logging.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::{Shared, Source};
+
+/// The annotation in which `kubectl apply` keeps the last applied object.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Spawns the watcher of `source` and returns its store and task.
+///
+/// The task runs until aborted: kube's watcher never ends, it recovers from every error
+/// (resume the watch, or re-list after 410 Gone), pausing with `default_backoff()` after each.
+pub(super) fn spawn<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    source: Source,
+    shared: &Arc<Shared>,
+) -> (Store<K>, JoinHandle<()>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let writer = reflector::store::Writer::<K>::default();
+    let store = writer.as_reader();
+    let events = watcher(api, config).map_ok(|event| {
+        // Managed fields are half of an object's metadata, `kubectl apply`'s copy of the
+        // object can be as big as the object itself, and nobody here reads either.
+        event.modify(|object| {
+            object.meta_mut().managed_fields = None;
+            object.annotations_mut().remove(LAST_APPLIED);
+        })
+    });
+    let mut stream = reflector::reflector(writer, events)
+        .default_backoff()
+        .boxed();
+    let shared = Arc::clone(shared);
+    let reader = store.clone();
+    let task = async move {
+        let mut log = ErrorLog::default();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(event) => on_event(&event, source, &shared, &reader, &mut log),
+                Err(err) => log.on_error(&err, source, &shared),
+            }
+        }
+    };
+    let handle = tokio::spawn(task.instrument(info_span!("watch", resource = %source)));
+    (store, handle)
+}
+
+/// Records what an event did to the store (already applied by the reflector).
+fn on_event<K>(
+    event: &watcher::Event<K>,
+    source: Source,
+    shared: &Shared,
+    store: &Store<K>,
+    log: &mut ErrorLog,
+) where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    match event {
+        watcher::Event::Init => debug!("listing"),
+        watcher::Event::InitApply(_) => {}
+        watcher::Event::InitDone => {
+            if !shared.is_synced(source) {
+                info!(objects = store.len(), "initial list done");
+            } else {
+                info!(objects = store.len(), "re-listed");
+            }
+            log.recovered();
+            shared.mark_synced(source);
+            shared.poke();
+        }
+        watcher::Event::Apply(object) | watcher::Event::Delete(object) => {
+            log.recovered();
+            debug!(
+                namespace = object.namespace().unwrap_or_default(),
+                name = object.name_any(),
+                deleted = matches!(event, watcher::Event::Delete(_)),
+                "changed"
+            );
+            shared.poke();
+        }
+    }
+}
+
+/// Keeps repeated failures of one watcher from flooding the log.
+#[derive(Debug, Default)]
+struct ErrorLog {
+    /// The API server answered 404 to the list: the resource is not served.
+    absent: bool,
+    /// Errors since the last success.
+    failures: u32,
+}
+
+impl ErrorLog {
+    fn recovered(&mut self) {
+        if self.failures > 0 {
+            info!(failures = self.failures, "watch recovered");
+        }
+        self.failures = 0;
+        self.absent = false;
+    }
+
+    fn on_error(&mut self, err: &watcher::Error, source: Source, shared: &Shared) {
+        self.failures = self.failures.saturating_add(1);
+        if source == Source::ServiceCidrs && is_not_found(err) {
+            if !self.absent {
+                warn!(
+                    "the API server does not serve networking.k8s.io/v1 ServiceCIDRs (404); \
+                     treating them as none and checking again with backoff"
+                );
+                self.absent = true;
+            }
+            if !shared.is_synced(source) {
+                shared.mark_synced(source);
+                shared.poke();
+            }
+            return;
+        }
+        match err {
+            watcher::Error::WatchError(status) if status.code == 410 => {
+                info!(error = %err, "watch expired (410 Gone); re-listing");
+            }
+            _ if self.failures == 1 || self.failures.is_power_of_two() => {
+                warn!(error = %err, failures = self.failures, "watch failed; retrying with backoff");
+            }
+            _ => debug!(error = %err, failures = self.failures, "watch failed again"),
+        }
+    }
+}
+
+/// Whether the list or watch request was answered 404 (resource not served).
+fn is_not_found(err: &watcher::Error) -> bool {
+    match err {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.is_not_found(),
+        _ => false,
+    }
+}
+
+/// Owned copies of a store's objects, sorted by namespace/name.
+pub(super) fn sorted_clones<K>(store: &Store<K>) -> Vec<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let mut objects = store.state();
+    objects.sort_by(|a, b| {
+        let (a, b) = (a.meta(), b.meta());
+        (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
+    });
+    objects.iter().map(|o| K::clone(o)).collect()
+}
