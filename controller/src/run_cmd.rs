@@ -6,6 +6,7 @@
 //! full sync that changes only what differs.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use crate::cli::{CleanupArgs, RunArgs};
 use crate::kernel::{Kernel, KernelError};
 use crate::manifest_source::ManifestSource;
 use crate::settings::Settings;
+use crate::sources::{ClusterSources, SourcesConfig};
 use crate::sync::{Syncer, Target};
 use crate::sync_loop::{self, Changes, Outcome, Source, Timing};
 
@@ -60,28 +62,92 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         settings.kube_proxy.sync_period(),
     );
     let kernel = Kernel::start(args.nft_helper.as_deref())?;
+    tracing::info!(
+        helper = %kernel.helper_path().display(),
+        pid = ?kernel.helper_pid(),
+        "nftables helper started"
+    );
     let changes = Arc::new(Changes::new());
     stop_on_signals(Arc::clone(&changes))?;
 
-    let Some(dir) = &args.manifests else {
-        anyhow::bail!("watching an API server is not available yet; use --manifests DIR");
-    };
-    let source = Arc::new(ManifestSource::new(dir));
-    source.refresh();
-    Arc::clone(&source)
-        .watch(Arc::clone(&changes), MANIFEST_POLL)
-        .context("cannot start the manifest watcher")?;
     tracing::info!(
         hostname = %config.hostname,
-        manifests = %dir.display(),
         min_sync_period = ?timing.min_sync_period,
         sync_period = ?timing.sync_period,
         "starting"
     );
     let mut syncer = Syncer::new(KernelTarget(kernel), config);
-    run_loop(&mut syncer, &*source, &changes, timing);
+    if let Some(dir) = &args.manifests {
+        let source = Arc::new(ManifestSource::new(dir));
+        source.refresh();
+        Arc::clone(&source)
+            .watch(Arc::clone(&changes), MANIFEST_POLL)
+            .context("cannot start the manifest watcher")?;
+        tracing::info!(manifests = %dir.display(), "reading the cluster from manifests");
+        run_loop(&mut syncer, &*source, &changes, timing);
+    } else {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("watch")
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let client = runtime.block_on(kube_client(args.kubeconfig.as_deref()))?;
+        let node = syncer_hostname(&syncer);
+        let source = runtime.block_on(async {
+            let sources = ClusterSources::start(client, SourcesConfig::new(node));
+            forward_changes(sources.changes(), Arc::clone(&changes));
+            ApiSource(sources)
+        });
+        tracing::info!("watching the API server");
+        run_loop(&mut syncer, &source, &changes, timing);
+        runtime.shutdown_timeout(Duration::from_secs(1));
+    }
     tracing::info!("stopped; nftproxy's rules stay in place for the next instance");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The API server's objects, as the sync loop reads them.
+struct ApiSource(ClusterSources);
+
+impl Source for ApiSource {
+    fn snapshot(&self) -> Option<nftproxy_compiler::ClusterSnapshot> {
+        self.0.synced().then(|| self.0.snapshot())
+    }
+}
+
+fn syncer_hostname(syncer: &Syncer<KernelTarget>) -> String {
+    syncer.config().hostname.clone()
+}
+
+/// Bumps the loop's change counter whenever a store changes (many changes, one bump).
+fn forward_changes(mut from: tokio::sync::watch::Receiver<u64>, to: Arc<Changes>) {
+    tokio::spawn(async move {
+        while from.changed().await.is_ok() {
+            from.borrow_and_update();
+            to.bump();
+        }
+    });
+}
+
+/// A client from `--kubeconfig`, else the in-cluster configuration, else `$KUBECONFIG` or
+/// `~/.kube/config`. Requests are not retried by the client itself: the watchers have their
+/// own backoff, and a retrying request would hide an outage for minutes.
+async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
+    let mut config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("{}: cannot read the kubeconfig", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("{}: unusable kubeconfig", path.display()))?
+        }
+        None => kube::Config::infer().await.context(
+            "no Kubernetes configuration found (in-cluster, $KUBECONFIG or ~/.kube/config)",
+        )?,
+    };
+    config.default_retry = false;
+    kube::Client::try_from(config).context("cannot build the Kubernetes client")
 }
 
 /// The loop, logging every sync and each new diagnostic once.

@@ -82,8 +82,6 @@ pub struct Syncer<T> {
     applied: Option<Ruleset>,
     /// The last compile's result (diagnostics, health checks) for whoever reports on it.
     last_compiled: Option<Compiled>,
-    /// The last transaction sent to the kernel.
-    last_transaction: Option<Transaction>,
 }
 
 impl<T: Target> Syncer<T> {
@@ -93,18 +91,12 @@ impl<T: Target> Syncer<T> {
             config,
             applied: None,
             last_compiled: None,
-            last_transaction: None,
         }
     }
 
-    /// The configuration the next compile uses (e.g. to add node addresses).
-    pub fn config_mut(&mut self) -> &mut CompileConfig {
-        &mut self.config
-    }
-
-    /// Makes the next sync full.
-    pub fn forget(&mut self) {
-        self.applied = None;
+    /// The configuration the next compile uses.
+    pub fn config(&self) -> &CompileConfig {
+        &self.config
     }
 
     /// Whether the next sync will be full.
@@ -116,15 +108,7 @@ impl<T: Target> Syncer<T> {
         self.last_compiled.as_ref()
     }
 
-    pub fn last_transaction(&self) -> Option<&Transaction> {
-        self.last_transaction.as_ref()
-    }
-
-    /// The ruleset the kernel holds as of the last successful sync.
-    pub fn applied(&self) -> Option<&Ruleset> {
-        self.applied.as_ref()
-    }
-
+    #[cfg(test)]
     pub fn target_mut(&mut self) -> &mut T {
         &mut self.target
     }
@@ -159,7 +143,6 @@ impl<T: Target> Syncer<T> {
             apply_time,
             total_time: started.elapsed(),
         };
-        self.last_transaction = Some(transaction);
         Ok(report)
     }
 

@@ -5,6 +5,8 @@
 //! `nftproxy run --manifests DIR` runs inside node-1's namespace. Pods: `a` on node-1 and
 //! `b` on node-2 (endpoints, also serving an echo port), client pod `x` on node-1.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 mod lab;
 

@@ -3,6 +3,8 @@
 //! objects; restarts adopt the table without changes; drift and refused transactions are
 //! repaired by full syncs; `cleanup` removes nftproxy's tables and nothing else.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

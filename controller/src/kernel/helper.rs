@@ -98,8 +98,14 @@ impl Helper {
                 Err(failure) => failure,
             };
             let (may_replay, error) = match failure {
-                Failure::Unsent(_) => (true, self.bury(GRACE)),
-                Failure::Unanswered(_) => (replay == Replay::Safe, self.bury(GRACE)),
+                Failure::Unsent(e) => {
+                    tracing::warn!("the nftables helper did not take the request: {e}");
+                    (true, self.bury(GRACE))
+                }
+                Failure::Unanswered(e) => {
+                    tracing::warn!("the nftables helper did not answer: {e}");
+                    (replay == Replay::Safe, self.bury(GRACE))
+                }
                 Failure::Garbled(source) => {
                     self.bury(Duration::ZERO);
                     (false, KernelError::Protocol { source })

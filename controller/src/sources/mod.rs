@@ -234,6 +234,10 @@ impl ClusterSources {
     }
 
     /// Waits until [`ClusterSources::synced`].
+    #[allow(
+        dead_code,
+        reason = "the sync loop polls `synced`; tests wait with this"
+    )]
     pub async fn wait_synced(&self) {
         let mut changes = self.changes();
         while !self.synced() {

@@ -1,6 +1,6 @@
 //! `nftproxy run --manifests DIR` as a child process inside a test's network namespace,
 //! with its JSON log lines collected so tests can wait for syncs and read what they did.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
