@@ -58,14 +58,20 @@ impl Proxy {
     /// Starts `nftproxy --log-format json run --manifests DIR --hostname node-1` in `ns`,
     /// with `extra` arguments (e.g. `--config FILE`).
     pub fn start(ns: &NetNs, manifests: &Path, extra: &[&str]) -> Proxy {
+        let manifests = manifests.to_str().expect("UTF-8 path");
+        let mut args = vec!["--manifests", manifests];
+        args.extend(extra);
+        Proxy::spawn(ns, &args)
+    }
+
+    /// Starts `nftproxy --log-format json run --hostname node-1 ARGS…` in `ns`.
+    pub fn spawn(ns: &NetNs, args: &[&str]) -> Proxy {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns.name(), env!("CARGO_BIN_EXE_nftproxy")])
             .args(["--log-format", "json", "run", "--hostname", "node-1"])
-            .arg("--manifests")
-            .arg(manifests)
+            .args(args)
             .arg("--nft-helper")
             .arg(nft_helper())
-            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

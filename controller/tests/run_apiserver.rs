@@ -1,0 +1,365 @@
+//! `nftproxy run` against the fake API server, with the real kube-rs watchers and the real
+//! kernel in a throwaway namespace: after each API event (and after watch disconnects and
+//! compactions) the kernel's tables equal what `compile` makes of the server's objects.
+//! A property test replays random event sequences and checks this after every step.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+#[allow(dead_code)]
+mod fake_apiserver;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::netns::{NetNs, kernel_tests_enabled};
+use common::proxy::Proxy;
+use fake_apiserver::{FakeApiServer, Kind};
+use nftproxy_compiler::kube_proxy_config::KubeProxyConfiguration;
+use nftproxy_compiler::{ClusterSnapshot, compile};
+use nftproxy_rules::{Family, Ruleset, TableId};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+const CONFIG: &str = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: nftables\nnftables: {minSyncPeriod: 0s, syncPeriod: 1h}\n";
+
+/// The fake API server, served from a thread inside `ns` (so `nftproxy run` in `ns` reaches
+/// it on 127.0.0.1), and the objects the test has applied, as the proxy should see them.
+struct Cluster {
+    server: Arc<FakeApiServer>,
+    objects: BTreeMap<(String, String, String), Value>,
+    _runtime: std::thread::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Cluster {
+    fn start(ns: &NetNs) -> Cluster {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runtime = ns.spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let server = Arc::new(FakeApiServer::start().await);
+                ready_tx.send(Arc::clone(&server)).unwrap();
+                let _ = stopped.await;
+            });
+        });
+        let server = ready_rx.recv().expect("fake API server started");
+        let mut cluster = Cluster {
+            server,
+            objects: BTreeMap::new(),
+            _runtime: runtime,
+            stop,
+        };
+        cluster.apply(json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "node-1", "labels": {"topology.kubernetes.io/zone": "zone-a"}},
+            "spec": {"podCIDRs": ["198.18.1.0/24"]},
+            "status": {"addresses": [{"type": "InternalIP", "address": "198.51.100.1"}]}
+        }));
+        cluster
+    }
+
+    fn apply(&mut self, object: Value) {
+        self.server.apply(&object);
+        self.objects.insert(key(&object), object);
+    }
+
+    fn delete(&mut self, kind: Kind, namespace: &str, name: &str) {
+        self.server.delete(kind, namespace, name);
+        self.objects.remove(&(
+            kind.name().to_owned(),
+            namespace.to_owned(),
+            name.to_owned(),
+        ));
+    }
+
+    /// What `compile` makes of the objects (with the proxy's configuration).
+    fn expected(&self) -> Ruleset {
+        let mut snapshot = ClusterSnapshot::default();
+        for object in self.objects.values() {
+            match object["kind"].as_str().unwrap() {
+                "Service" => snapshot
+                    .services
+                    .push(serde_json::from_value(object.clone()).unwrap()),
+                "EndpointSlice" => snapshot
+                    .endpoint_slices
+                    .push(serde_json::from_value(object.clone()).unwrap()),
+                "Node" => snapshot
+                    .nodes
+                    .push(serde_json::from_value(object.clone()).unwrap()),
+                other => panic!("unexpected kind {other}"),
+            }
+        }
+        let config = KubeProxyConfiguration::from_yaml(CONFIG).unwrap();
+        compile(&snapshot, &config.compile_config("node-1").unwrap()).ruleset
+    }
+
+    /// A kubeconfig for the fake server, written into `dir`.
+    fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"{}\"}}\nusers:\n- name: nobody\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: nobody}}\ncurrent-context: fake\n",
+            self.server.url()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn shutdown(self) {
+        let _ = self.stop.send(());
+    }
+}
+
+fn key(object: &Value) -> (String, String, String) {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    (
+        text(&object["kind"]),
+        text(&object["metadata"]["namespace"]),
+        text(&object["metadata"]["name"]),
+    )
+}
+
+fn service(name: &str, ip: &str, node_port: Option<u16>) -> Value {
+    let mut port = json!({"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080});
+    let mut spec =
+        json!({"clusterIP": ip, "clusterIPs": [ip], "ipFamilies": ["IPv4"], "type": "ClusterIP"});
+    if let Some(n) = node_port {
+        port["nodePort"] = json!(n);
+        spec["type"] = json!("NodePort");
+    }
+    spec["ports"] = json!([port]);
+    json!({"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": name, "namespace": "default"}, "spec": spec})
+}
+
+fn slice(service: &str, endpoints: &[(u8, bool)]) -> Value {
+    let endpoints: Vec<Value> = endpoints
+        .iter()
+        .map(|&(host, ready)| {
+            json!({"addresses": [format!("198.18.2.{host}")],
+                   "conditions": {"ready": ready}, "nodeName": "node-2"})
+        })
+        .collect();
+    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+           "metadata": {"name": format!("{service}-1"), "namespace": "default",
+                        "labels": {"kubernetes.io/service-name": service}},
+           "addressType": "IPv4",
+           "ports": [{"name": "http", "protocol": "TCP", "port": 8080}],
+           "endpoints": endpoints})
+}
+
+fn tables() -> [TableId; 2] {
+    [
+        TableId::new(Family::Ip, "nftproxy"),
+        TableId::new(Family::Ip6, "nftproxy"),
+    ]
+}
+
+/// Waits until the kernel in `ns` holds `expected`; panics with both and the log.
+fn wait_equal(ns: &NetNs, expected: &Ruleset, proxy: &Proxy, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let kernel = Ruleset::from_nft_json(&ns.nft_list_json(), &tables()).unwrap();
+        if &kernel == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the kernel does not hold the compiled ruleset\n--- kernel ---\n{kernel}\n--- compiled ---\n{expected}\n--- log ---\n{}",
+            proxy.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn start_proxy(ns: &NetNs, cluster: &Cluster, dir: &tempfile::TempDir) -> Proxy {
+    let kubeconfig = cluster.kubeconfig(dir.path());
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, CONFIG).unwrap();
+    Proxy::spawn(
+        ns,
+        &[
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    )
+}
+
+#[test]
+fn kernel_follows_api_events_disconnects_and_compactions() {
+    if !kernel_tests_enabled("kernel_follows_api_events_disconnects_and_compactions") {
+        return;
+    }
+    let ns = NetNs::new("api");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(&ns);
+    cluster.apply(service("web", "198.19.0.10", None));
+    cluster.apply(slice("web", &[(10, true), (11, true)]));
+    let proxy = start_proxy(&ns, &cluster, &dir);
+    wait_equal(&ns, &cluster.expected(), &proxy, "initial list");
+
+    cluster.apply(slice("web", &[(10, true), (11, true), (12, true)]));
+    wait_equal(&ns, &cluster.expected(), &proxy, "endpoint added");
+    cluster.apply(service("api", "198.19.0.20", Some(30080)));
+    cluster.apply(slice("api", &[(20, true)]));
+    wait_equal(&ns, &cluster.expected(), &proxy, "service added");
+
+    // A delete while every watch is stalled, then compaction and dropped connections: the
+    // watchers must re-list, and the delete must not be lost.
+    cluster.server.stall(true);
+    cluster.delete(Kind::EndpointSlice, "default", "web-1");
+    cluster.apply(slice("api", &[(20, false), (21, true)]));
+    cluster.server.compact();
+    cluster.server.drop_connections();
+    cluster.server.stall(false);
+    wait_equal(
+        &ns,
+        &cluster.expected(),
+        &proxy,
+        "after 410 Gone and a re-list",
+    );
+
+    cluster.server.set_unavailable(true);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        Ruleset::from_nft_json(&ns.nft_list_json(), &tables()).unwrap(),
+        cluster.expected(),
+        "an unavailable API server changes nothing in the kernel"
+    );
+    cluster.server.set_unavailable(false);
+    cluster.delete(Kind::Service, "default", "web");
+    wait_equal(&ns, &cluster.expected(), &proxy, "after the outage");
+    let syncs = proxy.syncs();
+    assert!(syncs.iter().all(|s| s.ok), "{syncs:?}");
+    assert!(
+        syncs.iter().skip(1).all(|s| s.kind == "partial"),
+        "only the first sync lists the kernel: {syncs:?}"
+    );
+    drop(proxy);
+    cluster.shutdown();
+}
+
+#[test]
+fn nothing_is_applied_before_every_store_has_listed() {
+    if !kernel_tests_enabled("nothing_is_applied_before_every_store_has_listed") {
+        return;
+    }
+    let ns = NetNs::new("api-sync");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(&ns);
+    cluster.apply(service("web", "198.19.0.10", None));
+    cluster.apply(slice("web", &[(10, true)]));
+    cluster
+        .server
+        .set_kind_unavailable(Kind::EndpointSlice, true);
+    let proxy = start_proxy(&ns, &cluster, &dir);
+    std::thread::sleep(Duration::from_secs(1));
+    let listing = ns.exec_ok(&["nft", "list", "tables"]);
+    assert_eq!(
+        listing.trim(),
+        "",
+        "no table before EndpointSlices are listed"
+    );
+    assert!(proxy.syncs().is_empty());
+    cluster
+        .server
+        .set_kind_unavailable(Kind::EndpointSlice, false);
+    wait_equal(&ns, &cluster.expected(), &proxy, "once every store listed");
+    drop(proxy);
+    cluster.shutdown();
+}
+
+/// One step of a random history.
+#[derive(Debug, Clone)]
+enum Step {
+    Service {
+        index: u8,
+        node_port: bool,
+    },
+    DeleteService(u8),
+    Slice {
+        index: u8,
+        endpoints: Vec<(u8, bool)>,
+    },
+    DeleteSlice(u8),
+    Disconnect {
+        compact: bool,
+    },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => (0u8..4, any::<bool>()).prop_map(|(index, node_port)| Step::Service { index, node_port }),
+        1 => (0u8..4).prop_map(Step::DeleteService),
+        4 => (0u8..4, prop::collection::vec((10u8..16, any::<bool>()), 0..4))
+            .prop_map(|(index, endpoints)| Step::Slice { index, endpoints }),
+        1 => (0u8..4).prop_map(Step::DeleteSlice),
+        1 => any::<bool>().prop_map(|compact| Step::Disconnect { compact }),
+    ]
+}
+
+fn apply_step(cluster: &mut Cluster, step: &Step) {
+    let name = |i: u8| format!("svc-{i}");
+    match step {
+        Step::Service { index, node_port } => {
+            let ip = format!("198.19.1.{index}");
+            let node_port = node_port.then(|| 30000 + u16::from(*index));
+            cluster.apply(service(&name(*index), &ip, node_port));
+        }
+        Step::DeleteService(index) => cluster.delete(Kind::Service, "default", &name(*index)),
+        Step::Slice { index, endpoints } => {
+            let mut endpoints = endpoints.clone();
+            endpoints.sort_unstable();
+            endpoints.dedup_by_key(|e| e.0);
+            cluster.apply(slice(&name(*index), &endpoints));
+        }
+        Step::DeleteSlice(index) => {
+            cluster.delete(
+                Kind::EndpointSlice,
+                "default",
+                &format!("{}-1", name(*index)),
+            );
+        }
+        Step::Disconnect { compact } => {
+            if *compact {
+                cluster.server.compact();
+            }
+            cluster.server.drop_connections();
+        }
+    }
+}
+
+#[test]
+fn random_event_sequences_keep_the_kernel_equal_to_the_compiled_ruleset() {
+    if !kernel_tests_enabled("random_event_sequences_keep_the_kernel_equal_to_the_compiled_ruleset")
+    {
+        return;
+    }
+    let config = ProptestConfig {
+        cases: 4,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(steps in prop::collection::vec(step(), 5..25))| {
+        let ns = NetNs::new("api-prop");
+        let dir = tempfile::tempdir().unwrap();
+        let mut cluster = Cluster::start(&ns);
+        let proxy = start_proxy(&ns, &cluster, &dir);
+        wait_equal(&ns, &cluster.expected(), &proxy, "empty cluster");
+        for (i, step) in steps.iter().enumerate() {
+            apply_step(&mut cluster, step);
+            wait_equal(&ns, &cluster.expected(), &proxy, &format!("step {i}: {step:?}"));
+        }
+        let syncs = proxy.syncs();
+        prop_assert!(syncs.iter().all(|s| s.ok), "{:?}", syncs);
+        drop(proxy);
+        cluster.shutdown();
+    });
+}
