@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-#[allow(dead_code)]
 mod fake_apiserver;
 
 use std::collections::BTreeMap;
