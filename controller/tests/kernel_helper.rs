@@ -20,7 +20,6 @@ mod kernel;
 #[path = "../../compiler/tests/support/fixtures.rs"]
 mod fixtures;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -315,7 +314,7 @@ fn a_helper_that_cannot_be_restarted_fails_that_call_and_the_next_call_tries_aga
     let ns = NetNs::new("khgone");
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join(kernel::HELPER);
-    std::fs::copy(helper(), &copy).unwrap();
+    install_executable(&helper(), &copy);
     let path = copy.clone();
     let kernel = ns.run_inside(move || Kernel::start(Some(&path))).unwrap();
     std::fs::rename(&copy, dir.path().join("moved")).unwrap();
@@ -345,12 +344,10 @@ fn a_missing_helper_is_a_start_error_naming_it() {
 fn a_helper_that_dies_reports_its_exit_status_and_stderr() {
     let dir = tempfile::tempdir().unwrap();
     let fake = dir.path().join("fake-helper");
-    std::fs::write(
+    install_script(
         &fake,
         "#!/bin/sh\necho 'nftproxy-nft: cannot open a netlink socket' >&2\nexit 3\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     match Kernel::start(Some(&fake)) {
         Err(e @ KernelError::HelperDied { .. }) => {
             let KernelError::HelperDied { status, stderr } = &e else {
@@ -372,12 +369,10 @@ fn a_helper_that_answers_garbage_is_a_protocol_error() {
     let dir = tempfile::tempdir().unwrap();
     let fake = dir.path().join("garbage-helper");
     // Reads the ping, answers with an unknown status byte, then waits for its stdin to end.
-    std::fs::write(
+    install_script(
         &fake,
         "#!/bin/sh\nhead -c 5 >/dev/null\nprintf 'X\\000\\000\\000\\000'\ncat >/dev/null\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     match Kernel::start(Some(&fake)) {
         Err(KernelError::Protocol { source }) => {
             assert!(
@@ -387,4 +382,25 @@ fn a_helper_that_answers_garbage_is_a_protocol_error() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// Copies `from` to an executable `to` through `install(1)`. Writing an executable from this
+/// process would race with other test threads starting processes: a child forked while the
+/// file is open for writing holds that descriptor until it execs, and running the file in
+/// that window fails with ETXTBSY ("Text file busy").
+fn install_executable(from: &Path, to: &Path) {
+    let status = std::process::Command::new("install")
+        .args(["-m", "0755"])
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success(), "install {} {}", from.display(), to.display());
+}
+
+/// An executable script at `path` with `text`, written race-free (see [`install_executable`]).
+fn install_script(path: &Path, text: &str) {
+    let source = path.with_extension("txt");
+    std::fs::write(&source, text).unwrap();
+    install_executable(&source, path);
 }

@@ -290,3 +290,66 @@ fn helper_round_trips_and_10k_service_loads_next_to_nft() {
         );
     }
 }
+
+/// `nft -f -` (script) from a thread inside `ns`; returns the wall time.
+fn nft_script(ns: &NetNs, input: &str) -> Duration {
+    let input = input.to_owned();
+    ns.run_inside(move || {
+        let start = Instant::now();
+        let mut child = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        start.elapsed()
+    })
+}
+
+#[test]
+#[ignore = "measurement: run with --ignored --nocapture (as root)"]
+fn one_endpoint_change_at_10k_as_script_and_as_json() {
+    if !kernel_tests_enabled("one_endpoint_change_at_10k_as_script_and_as_json") {
+        return;
+    }
+    let config = CompileConfig {
+        hostname: "node-0".into(),
+        ..CompileConfig::default()
+    };
+    let mut snapshot = cluster();
+    let r0 = compile(&snapshot, &config).ruleset;
+    snapshot.endpoint_slices[0] = slice(0, ENDPOINTS + 1);
+    let r1 = compile(&snapshot, &config).ruleset;
+    let ns = NetNs::new("khtfmt");
+    nft_script(&ns, &diff(&Ruleset::new(), &r0).unwrap().to_string());
+    let (up, down) = (diff(&r0, &r1).unwrap(), diff(&r1, &r0).unwrap());
+    let mut script = Vec::new();
+    let mut json = Vec::new();
+    for _ in 0..10 {
+        script.push(nft_script(&ns, &up.to_string()));
+        script.push(nft_script(&ns, &down.to_string()));
+        json.push(nft_json(&ns, &up.to_json().to_string()));
+        json.push(nft_json(&ns, &down.to_json().to_string()));
+    }
+    script.sort_unstable();
+    json.sort_unstable();
+    println!(
+        "one endpoint at {SERVICES} services, nft -f: median {:?} max {:?}; nft -j -f: median {:?} max {:?}",
+        script[script.len() / 2],
+        script[script.len() - 1],
+        json[json.len() / 2],
+        json[json.len() - 1]
+    );
+}
