@@ -40,11 +40,13 @@ mod service;
 mod testing;
 #[cfg(test)]
 mod tests;
+mod udp;
 
 pub use config::{CompileConfig, DetectLocal};
 pub use diagnostic::{Diagnostic, ObjectRef, Severity};
 pub use health_check::HealthCheck;
 pub use snapshot::ClusterSnapshot;
+pub use udp::UdpPort;
 
 use std::net::IpAddr;
 
@@ -56,8 +58,10 @@ use crate::cidrs::{NodeDef, ServiceCidrDef};
 use crate::emit::{ExternalPort, FirewallPort, Tables};
 use crate::family::IpFamily;
 use crate::naming::{AffinityNames, ExternalNames, PortNames};
+use crate::protocol::Protocol;
 use crate::select::ThisNode;
 use crate::service::TrafficPolicy;
+use crate::udp::UdpTargets;
 
 /// The masquerade bit used when the configured one does not fit a 32-bit mark.
 const DEFAULT_MASQUERADE_BIT: u8 = 14;
@@ -71,6 +75,9 @@ pub struct Compiled {
     /// Services that need a health-check node port (LoadBalancer, externalTrafficPolicy
     /// Local, `healthCheckNodePort` set), sorted by `namespace/name`.
     pub health_checks: Vec<HealthCheck>,
+    /// Every UDP service port per family with its destinations and endpoints, for stale
+    /// conntrack cleanup; sorted by service, port name, then ClusterIP (IPv4 first).
+    pub udp_ports: Vec<UdpPort>,
 }
 
 /// Compiles a cluster snapshot into the node's ruleset. Deterministic: the same input gives
@@ -99,6 +106,7 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
     let inputs = index::Inputs::build(snapshot, &mut diagnostics);
     let losers = conflict::resolve(&inputs.services, &mut diagnostics);
     let mut health_checks = Vec::new();
+    let mut udp_ports = Vec::new();
     for (service_index, service) in inputs.services.iter().enumerate() {
         let slices = inputs.slices_for(&service.id, &mut diagnostics);
         service_warnings(service, &mut diagnostics);
@@ -141,6 +149,12 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
                 let outcome = select::select(&slices, port, family, policy, this_node);
                 let all_endpoints = policy == TrafficPolicy::Cluster
                     && matches!(outcome, select::PortOutcome::Endpoints(_));
+                let udp = port.protocol == Protocol::Udp;
+                let mut udp_targets = UdpTargets::default();
+                let mut udp_external = Vec::new();
+                if udp {
+                    udp_targets.add(&outcome);
+                }
                 tables.add_port(ip, port, &names, outcome, affinity);
                 if let Some(external) = &external {
                     let firewall = FirewallPort {
@@ -165,7 +179,16 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
                     let select = |policy| select::select(&slices, port, family, policy, this_node);
                     let (cluster, local) =
                         (select(TrafficPolicy::Cluster), select(TrafficPolicy::Local));
+                    if udp {
+                        udp_targets.add(&cluster);
+                        udp_targets.add(&local);
+                        udp_external.clone_from(&ext.ips);
+                    }
                     tables.add_external(family, &ext, cluster, local);
+                }
+                if udp {
+                    let finished = udp_targets.finish(service, port, ip, &udp_external, node_port);
+                    udp_ports.push(finished);
                 }
             }
         }
@@ -175,10 +198,12 @@ pub fn compile(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Compiled {
     });
     diagnostics.dedup();
     health_checks.sort_unstable();
+    udp_ports.sort_unstable();
     Compiled {
         ruleset: tables.finish(),
         diagnostics,
         health_checks,
+        udp_ports,
     }
 }
 

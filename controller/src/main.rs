@@ -4,6 +4,7 @@
 
 mod cli;
 mod compile_cmd;
+mod conntrack;
 mod inputs;
 mod kernel;
 mod logging;

@@ -12,10 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use nftproxy_compiler::UdpPort;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::cli::{CleanupArgs, RunArgs};
+use crate::conntrack;
 use crate::kernel::{Kernel, KernelError};
 use crate::manifest_source::ManifestSource;
 use crate::settings::Settings;
@@ -150,7 +152,8 @@ async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> 
     kube::Client::try_from(config).context("cannot build the Kubernetes client")
 }
 
-/// The loop, logging every sync and each new diagnostic once.
+/// The loop, logging every sync and each new diagnostic once, and deleting the UDP
+/// conntrack entries each successful sync made stale.
 fn run_loop(
     syncer: &mut Syncer<KernelTarget>,
     source: &dyn Source,
@@ -158,6 +161,8 @@ fn run_loop(
     timing: Timing,
 ) {
     let mut reported = BTreeSet::new();
+    // The UDP ports of the last successful sync; none before the first one.
+    let mut udp_ports: Option<Vec<UdpPort>> = None;
     sync_loop::run(syncer, source, changes, timing, |syncer, outcome| {
         match outcome {
             Outcome::Synced(report) => {
@@ -172,6 +177,10 @@ fn run_loop(
                     total_ms = ms(report.total_time),
                     "synced"
                 );
+                if let Some(compiled) = syncer.last_compiled() {
+                    clean_conntrack(udp_ports.as_deref(), &compiled.udp_ports);
+                    udp_ports = Some(compiled.udp_ports.clone());
+                }
             }
             Outcome::Failed {
                 error,
@@ -198,6 +207,29 @@ fn run_loop(
         }
         reported = current;
     });
+}
+
+/// Deletes the UDP conntrack entries that going from `previous` to `current` made stale
+/// (with no previous sync: every entry that leads nowhere `current` sends to). Never fails
+/// the sync: a failure is a warning, and the entries time out on their own.
+fn clean_conntrack(previous: Option<&[UdpPort]>, current: &[UdpPort]) {
+    let filters = match previous {
+        Some(previous) => conntrack::stale(previous, current),
+        None => conntrack::unserved(current),
+    };
+    if filters.is_empty() {
+        return;
+    }
+    match conntrack::clean(&filters) {
+        Ok(cleaned) => tracing::info!(
+            deleted = cleaned.deleted,
+            listed = cleaned.listed,
+            filters = filters.len(),
+            duration_ms = cleaned.duration.as_secs_f64() * 1e3,
+            "stale UDP conntrack entries deleted"
+        ),
+        Err(err) => tracing::warn!("stale UDP conntrack cleanup failed: {err}"),
+    }
 }
 
 /// Stops the loop on SIGTERM or SIGINT (a second signal exits at once).

@@ -8,6 +8,7 @@ mod ruleset;
 mod selection;
 mod services;
 mod topology;
+mod udp_ports;
 
 use crate::testing::{ServiceBuilder, service};
 use nftproxy_rules::Verdict;
