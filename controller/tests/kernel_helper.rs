@@ -395,7 +395,12 @@ fn install_executable(from: &Path, to: &Path) {
         .arg(to)
         .status()
         .unwrap();
-    assert!(status.success(), "install {} {}", from.display(), to.display());
+    assert!(
+        status.success(),
+        "install {} {}",
+        from.display(),
+        to.display()
+    );
 }
 
 /// An executable script at `path` with `text`, written race-free (see [`install_executable`]).
