@@ -137,11 +137,16 @@ fn cluster() -> ClusterSnapshot {
 
 /// Runs `nft -j -f -` on `input` from a thread inside `ns`; returns the wall time.
 fn nft_json(ns: &NetNs, input: &str) -> Duration {
+    nft_stdin(ns, &["-j", "-f", "-"], input)
+}
+
+/// `nft ARGS` reading `input` on stdin, from a thread inside `ns`; returns the wall time.
+fn nft_stdin(ns: &NetNs, args: &'static [&'static str], input: &str) -> Duration {
     let input = input.to_owned();
     ns.run_inside(move || {
         let start = Instant::now();
         let mut child = Command::new("nft")
-            .args(["-j", "-f", "-"])
+            .args(args)
             .stdin(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -293,29 +298,7 @@ fn helper_round_trips_and_10k_service_loads_next_to_nft() {
 
 /// `nft -f -` (script) from a thread inside `ns`; returns the wall time.
 fn nft_script(ns: &NetNs, input: &str) -> Duration {
-    let input = input.to_owned();
-    ns.run_inside(move || {
-        let start = Instant::now();
-        let mut child = Command::new("nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        start.elapsed()
-    })
+    nft_stdin(ns, &["-f", "-"], input)
 }
 
 #[test]

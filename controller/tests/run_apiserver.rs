@@ -10,14 +10,14 @@ mod fake_apiserver;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::netns::{NetNs, kernel_tests_enabled};
-use common::proxy::Proxy;
+use common::proxy::{Proxy, kernel_tables, wait_kernel_equal};
 use fake_apiserver::{FakeApiServer, Kind};
 use nftproxy_compiler::kube_proxy_config::KubeProxyConfiguration;
 use nftproxy_compiler::{ClusterSnapshot, compile};
-use nftproxy_rules::{Family, Ruleset, TableId};
+use nftproxy_rules::Ruleset;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -152,30 +152,6 @@ fn slice(service: &str, endpoints: &[(u8, bool)]) -> Value {
            "endpoints": endpoints})
 }
 
-fn tables() -> [TableId; 2] {
-    [
-        TableId::new(Family::Ip, "nftproxy"),
-        TableId::new(Family::Ip6, "nftproxy"),
-    ]
-}
-
-/// Waits until the kernel in `ns` holds `expected`; panics with both and the log.
-fn wait_equal(ns: &NetNs, expected: &Ruleset, proxy: &Proxy, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let kernel = Ruleset::from_nft_json(&ns.nft_list_json(), &tables()).unwrap();
-        if &kernel == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: the kernel does not hold the compiled ruleset\n--- kernel ---\n{kernel}\n--- compiled ---\n{expected}\n--- log ---\n{}",
-            proxy.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn start_proxy(ns: &NetNs, cluster: &Cluster, dir: &tempfile::TempDir) -> Proxy {
     let kubeconfig = cluster.kubeconfig(dir.path());
     let config = dir.path().join("config.yaml");
@@ -202,13 +178,13 @@ fn kernel_follows_api_events_disconnects_and_compactions() {
     cluster.apply(service("web", "198.19.0.10", None));
     cluster.apply(slice("web", &[(10, true), (11, true)]));
     let proxy = start_proxy(&ns, &cluster, &dir);
-    wait_equal(&ns, &cluster.expected(), &proxy, "initial list");
+    wait_kernel_equal(&ns, &cluster.expected(), &proxy, "initial list");
 
     cluster.apply(slice("web", &[(10, true), (11, true), (12, true)]));
-    wait_equal(&ns, &cluster.expected(), &proxy, "endpoint added");
+    wait_kernel_equal(&ns, &cluster.expected(), &proxy, "endpoint added");
     cluster.apply(service("api", "198.19.0.20", Some(30080)));
     cluster.apply(slice("api", &[(20, true)]));
-    wait_equal(&ns, &cluster.expected(), &proxy, "service added");
+    wait_kernel_equal(&ns, &cluster.expected(), &proxy, "service added");
 
     // A delete while every watch is stalled, then compaction and dropped connections: the
     // watchers must re-list, and the delete must not be lost.
@@ -218,7 +194,7 @@ fn kernel_follows_api_events_disconnects_and_compactions() {
     cluster.server.compact();
     cluster.server.drop_connections();
     cluster.server.stall(false);
-    wait_equal(
+    wait_kernel_equal(
         &ns,
         &cluster.expected(),
         &proxy,
@@ -228,13 +204,13 @@ fn kernel_follows_api_events_disconnects_and_compactions() {
     cluster.server.set_unavailable(true);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
-        Ruleset::from_nft_json(&ns.nft_list_json(), &tables()).unwrap(),
+        kernel_tables(&ns),
         cluster.expected(),
         "an unavailable API server changes nothing in the kernel"
     );
     cluster.server.set_unavailable(false);
     cluster.delete(Kind::Service, "default", "web");
-    wait_equal(&ns, &cluster.expected(), &proxy, "after the outage");
+    wait_kernel_equal(&ns, &cluster.expected(), &proxy, "after the outage");
     let syncs = proxy.syncs();
     assert!(syncs.iter().all(|s| s.ok), "{syncs:?}");
     assert!(
@@ -270,7 +246,7 @@ fn nothing_is_applied_before_every_store_has_listed() {
     cluster
         .server
         .set_kind_unavailable(Kind::EndpointSlice, false);
-    wait_equal(&ns, &cluster.expected(), &proxy, "once every store listed");
+    wait_kernel_equal(&ns, &cluster.expected(), &proxy, "once every store listed");
     drop(proxy);
     cluster.shutdown();
 }
@@ -351,10 +327,10 @@ fn random_event_sequences_keep_the_kernel_equal_to_the_compiled_ruleset() {
         let dir = tempfile::tempdir().unwrap();
         let mut cluster = Cluster::start(&ns);
         let proxy = start_proxy(&ns, &cluster, &dir);
-        wait_equal(&ns, &cluster.expected(), &proxy, "empty cluster");
+        wait_kernel_equal(&ns, &cluster.expected(), &proxy, "empty cluster");
         for (i, step) in steps.iter().enumerate() {
             apply_step(&mut cluster, step);
-            wait_equal(&ns, &cluster.expected(), &proxy, &format!("step {i}: {step:?}"));
+            wait_kernel_equal(&ns, &cluster.expected(), &proxy, &format!("step {i}: {step:?}"));
         }
         let syncs = proxy.syncs();
         prop_assert!(syncs.iter().all(|s| s.ok), "{:?}", syncs);

@@ -11,10 +11,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::netns::{NetNs, kernel_tests_enabled};
-use common::proxy::{Proxy, nft_helper};
+use common::proxy::{Proxy, delete_element_by_hand, kernel_tables, nft_helper, wait_kernel_equal};
 use nftproxy_compiler::kube_proxy_config::KubeProxyConfiguration;
 use nftproxy_compiler::{ClusterSnapshot, compile, manifest};
-use nftproxy_rules::{Family, Ruleset, TableId};
+use nftproxy_rules::Ruleset;
 
 const NODE: &str = r#"
 apiVersion: v1
@@ -73,18 +73,6 @@ fn config(min_sync: &str, sync: &str) -> String {
     )
 }
 
-fn tables() -> [TableId; 2] {
-    [
-        TableId::new(Family::Ip, "nftproxy"),
-        TableId::new(Family::Ip6, "nftproxy"),
-    ]
-}
-
-/// nftproxy's tables as the namespace's kernel lists them.
-fn kernel_tables(ns: &NetNs) -> Ruleset {
-    Ruleset::from_nft_json(&ns.nft_list_json(), &tables()).expect("listing parses")
-}
-
 /// What `compile` makes of the manifest files in `dir` (with `config_text`).
 fn compiled(dir: &Path, config_text: &str) -> Ruleset {
     let mut snapshot = ClusterSnapshot::default();
@@ -102,23 +90,6 @@ fn compiled(dir: &Path, config_text: &str) -> Ruleset {
     }
     let kube_proxy = KubeProxyConfiguration::from_yaml(config_text).unwrap();
     compile(&snapshot, &kube_proxy.compile_config("node-1").unwrap()).ruleset
-}
-
-/// Waits until the kernel holds `expected`; panics with the difference and the log.
-fn wait_equal(ns: &NetNs, expected: &Ruleset, proxy: &Proxy, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let kernel = kernel_tables(ns);
-        if &kernel == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: the kernel does not hold the compiled ruleset\n--- kernel ---\n{kernel}\n--- compiled ---\n{expected}\n--- log ---\n{}",
-            proxy.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Writes `name` in `dir` so the poller sees a change even within one timestamp tick.
@@ -176,7 +147,7 @@ fn kernel_follows_the_manifest_directory_through_a_sequence_of_edits() {
     }
     let s = setup("follow", "0s", "1h");
     let proxy = s.start();
-    wait_equal(&s.ns, &s.expected(), &proxy, "initial");
+    wait_kernel_equal(&s.ns, &s.expected(), &proxy, "initial");
     let dir = s.dir.path();
     let steps: [(&str, &str, String); 4] = [
         (
@@ -190,10 +161,10 @@ fn kernel_follows_the_manifest_directory_through_a_sequence_of_edits() {
     ];
     for (what, file, text) in steps {
         write(dir, file, &text);
-        wait_equal(&s.ns, &s.expected(), &proxy, what);
+        wait_kernel_equal(&s.ns, &s.expected(), &proxy, what);
     }
     std::fs::remove_file(dir.join("api.yaml")).unwrap();
-    wait_equal(&s.ns, &s.expected(), &proxy, "service file deleted");
+    wait_kernel_equal(&s.ns, &s.expected(), &proxy, "service file deleted");
     let syncs = proxy.syncs();
     assert!(syncs.iter().all(|e| e.ok), "{syncs:?}");
     assert_eq!(syncs[0].kind, "full");
@@ -212,7 +183,7 @@ fn a_broken_edit_keeps_what_the_file_programmed_and_says_where() {
     write(s.dir.path(), "api.yaml", API);
     let proxy = s.start();
     let before = s.expected();
-    wait_equal(&s.ns, &before, &proxy, "initial");
+    wait_kernel_equal(&s.ns, &before, &proxy, "initial");
     write(
         s.dir.path(),
         "api.yaml",
@@ -240,7 +211,7 @@ fn a_broken_edit_keeps_what_the_file_programmed_and_says_where() {
     }
     write(expected_dir.path(), "api.yaml", API);
     let expected = compiled(expected_dir.path(), &s.config_text);
-    wait_equal(&s.ns, &expected, &proxy, "after an edit of another file");
+    wait_kernel_equal(&s.ns, &expected, &proxy, "after an edit of another file");
 }
 
 #[test]
@@ -250,7 +221,7 @@ fn a_restart_over_its_own_table_changes_nothing() {
     }
     let s = setup("restart", "0s", "1h");
     let first = s.start();
-    wait_equal(&s.ns, &s.expected(), &first, "first instance");
+    wait_kernel_equal(&s.ns, &s.expected(), &first, "first instance");
     assert!(first.stop(), "SIGTERM ends the process with status 0");
     assert_eq!(
         kernel_tables(&s.ns),
@@ -275,11 +246,11 @@ fn a_killed_instance_is_adopted_and_repaired_by_the_next() {
     }
     let s = setup("killed", "0s", "1h");
     let first = s.start();
-    wait_equal(&s.ns, &s.expected(), &first, "first instance");
+    wait_kernel_equal(&s.ns, &s.expected(), &first, "first instance");
     first.kill();
     write(s.dir.path(), "api.yaml", API);
     let second = s.start();
-    wait_equal(&s.ns, &s.expected(), &second, "after SIGKILL and an edit");
+    wait_kernel_equal(&s.ns, &s.expected(), &second, "after SIGKILL and an edit");
     let syncs = second.wait_syncs(1, Duration::from_secs(10));
     assert!(
         syncs[0].ok && syncs[0].kind == "full" && syncs[0].operations > 0,
@@ -295,18 +266,10 @@ fn a_full_sync_repairs_an_element_deleted_by_hand() {
     let s = setup("drift", "0s", "1s");
     let proxy = s.start();
     let expected = s.expected();
-    wait_equal(&s.ns, &expected, &proxy, "initial");
-    s.ns.exec_ok(&[
-        "nft",
-        "delete",
-        "element",
-        "ip",
-        "nftproxy",
-        "service-ips",
-        "{ 198.19.0.10 . tcp . 80 }",
-    ]);
+    wait_kernel_equal(&s.ns, &expected, &proxy, "initial");
+    delete_element_by_hand(&s.ns, "service-ips", "198.19.0.10 . tcp . 80");
     assert_ne!(kernel_tables(&s.ns), expected, "the element is gone");
-    wait_equal(&s.ns, &expected, &proxy, "after the periodic full sync");
+    wait_kernel_equal(&s.ns, &expected, &proxy, "after the periodic full sync");
     let repaired = proxy
         .syncs()
         .iter()
@@ -325,18 +288,10 @@ fn a_refused_transaction_changes_nothing_and_a_full_sync_recovers() {
     }
     let s = setup("refused", "0s", "1h");
     let proxy = s.start();
-    wait_equal(&s.ns, &s.expected(), &proxy, "initial");
+    wait_kernel_equal(&s.ns, &s.expected(), &proxy, "initial");
     // The next incremental transaction will delete 198.18.2.11's hairpin element; deleting
     // it by hand first makes the kernel refuse that whole transaction.
-    s.ns.exec_ok(&[
-        "nft",
-        "delete",
-        "element",
-        "ip",
-        "nftproxy",
-        "endpoint-hairpin",
-        "{ 198.18.2.11 . 198.18.2.11 }",
-    ]);
+    delete_element_by_hand(&s.ns, "endpoint-hairpin", "198.18.2.11 . 198.18.2.11");
     let tampered = kernel_tables(&s.ns);
     write(s.dir.path(), "web.yaml", &web(&["198.18.2.10"]));
     let syncs = proxy.wait_syncs(2, Duration::from_secs(10));
@@ -348,7 +303,7 @@ fn a_refused_transaction_changes_nothing_and_a_full_sync_recovers() {
         tampered,
         "a refused transaction changes nothing"
     );
-    wait_equal(&s.ns, &s.expected(), &proxy, "after the retry");
+    wait_kernel_equal(&s.ns, &s.expected(), &proxy, "after the retry");
     let syncs = proxy.syncs();
     assert!(syncs[2].ok && syncs[2].kind == "full", "{syncs:?}");
 }
@@ -360,7 +315,7 @@ fn cleanup_removes_nftproxys_tables_and_nothing_else() {
     }
     let s = setup("cleanup", "0s", "1h");
     let proxy = s.start();
-    wait_equal(&s.ns, &s.expected(), &proxy, "initial");
+    wait_kernel_equal(&s.ns, &s.expected(), &proxy, "initial");
     assert!(proxy.stop());
     s.ns.exec_ok(&["nft", "add", "table", "inet", "someone-else"]);
     let helper = nft_helper();

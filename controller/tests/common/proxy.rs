@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use nftproxy_rules::{Family, Ruleset, TableId};
 use serde_json::Value as Json;
 
 use super::netns::NetNs;
@@ -206,4 +207,37 @@ fn render(lines: &[Json]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// nftproxy's tables as the kernel in `ns` lists them.
+pub fn kernel_tables(ns: &NetNs) -> Ruleset {
+    let tables = [
+        TableId::new(Family::Ip, "nftproxy"),
+        TableId::new(Family::Ip6, "nftproxy"),
+    ];
+    Ruleset::from_nft_json(&ns.nft_list_json(), &tables).expect("the listing parses")
+}
+
+/// Waits (up to 15 s) until the kernel in `ns` holds `expected`; panics with both rulesets
+/// and the proxy's log.
+pub fn wait_kernel_equal(ns: &NetNs, expected: &Ruleset, proxy: &Proxy, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let kernel = kernel_tables(ns);
+        if &kernel == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the kernel does not hold the compiled ruleset\n--- kernel ---\n{kernel}\n--- compiled ---\n{expected}\n--- log ---\n{}",
+            proxy.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `nft delete element ip nftproxy SET { ELEMENT }` inside `ns`, as someone tampering by hand.
+pub fn delete_element_by_hand(ns: &NetNs, set: &str, element: &str) {
+    let element = format!("{{ {element} }}");
+    ns.exec_ok(&["nft", "delete", "element", "ip", "nftproxy", set, &element]);
 }
