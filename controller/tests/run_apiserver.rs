@@ -10,7 +10,7 @@ mod fake_apiserver;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::netns::{NetNs, kernel_tests_enabled};
 use common::proxy::{Proxy, kernel_tables, wait_kernel_equal};
@@ -337,4 +337,59 @@ fn random_event_sequences_keep_the_kernel_equal_to_the_compiled_ruleset() {
         drop(proxy);
         cluster.shutdown();
     });
+}
+
+/// Event-to-kernel latency of one endpoint change with 10k services programmed and
+/// `minSyncPeriod: 0`: from the API server accepting the change to `nftproxy run` logging
+/// that the transaction is applied. A measurement, not a timed test.
+#[test]
+#[ignore = "benchmark: cargo test --release -p nftproxy --test run_apiserver -- --ignored --nocapture (root)"]
+fn event_to_kernel_latency_of_one_endpoint_at_10k_services() {
+    if !kernel_tests_enabled("event_to_kernel_latency_of_one_endpoint_at_10k_services") {
+        return;
+    }
+    const SERVICES: usize = 10_000;
+    let ns = NetNs::new("api-lat");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(&ns);
+    let endpoints: Vec<(u8, bool)> = (10..20).map(|h| (h, true)).collect();
+    for i in 0..SERVICES {
+        let name = format!("svc-{i}");
+        let ip = format!("198.19.{}.{}", i / 250, i % 250 + 1);
+        cluster.apply(service(&name, &ip, None));
+        cluster.apply(slice(&name, &endpoints));
+    }
+    let proxy = start_proxy(&ns, &cluster, &dir);
+    let started = Instant::now();
+    let first = proxy.wait_syncs(1, Duration::from_secs(600));
+    assert!(first[0].ok, "{}", proxy.log_text());
+    println!(
+        "initial full sync of {SERVICES} services x 10: {:?}",
+        started.elapsed()
+    );
+    let mut samples = Vec::new();
+    for round in 0..30 {
+        let before = proxy.syncs().len();
+        let mut changed = endpoints.clone();
+        if round % 2 == 0 {
+            changed.push((20, true));
+        }
+        let sent = Instant::now();
+        cluster.apply(slice("svc-0", &changed));
+        let syncs = proxy.wait_syncs(before + 1, Duration::from_secs(60));
+        let sync = &syncs[before];
+        assert!(sync.ok && sync.operations > 0, "{sync:?}");
+        samples.push((sync.seen - sent, sync.compile_ms, sync.apply_ms));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    samples.sort_by_key(|s| s.0);
+    let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    for (label, q) in [("p50", 0.5), ("p90", 0.9), ("p99 (max of 30)", 1.0)] {
+        let (total, compile, apply) = pick(q);
+        println!(
+            "event to kernel {label}: {total:?} (that sync: compile {compile:.1} ms, apply {apply:.1} ms)"
+        );
+    }
+    drop(proxy);
+    cluster.shutdown();
 }

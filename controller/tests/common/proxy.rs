@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 use super::netns::NetNs;
 
 /// One `synced` or `sync failed` log event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct SyncEvent {
     /// `true` for "synced", `false` for "sync failed".
     pub ok: bool,
@@ -23,6 +23,11 @@ pub struct SyncEvent {
     pub operations: u64,
     /// The error text (failures only).
     pub error: String,
+    /// When the test read the log line (the sync ended just before).
+    pub seen: Instant,
+    /// The sync's own compile and apply times in milliseconds (successes only).
+    pub compile_ms: f64,
+    pub apply_ms: f64,
 }
 
 /// The workspace's `nftproxy-nft` helper, built next to the test's `deps/` directory.
@@ -190,6 +195,9 @@ fn sync_event(json: &Json) -> Option<SyncEvent> {
             kind: fields["kind"].as_str().unwrap_or_default().to_owned(),
             operations: fields["operations"].as_u64().unwrap_or_default(),
             error: String::new(),
+            seen: Instant::now(),
+            compile_ms: fields["compile_ms"].as_f64().unwrap_or_default(),
+            apply_ms: fields["apply_ms"].as_f64().unwrap_or_default(),
         });
     }
     let error = message.strip_prefix("sync failed: ")?;
@@ -198,6 +206,9 @@ fn sync_event(json: &Json) -> Option<SyncEvent> {
         kind: String::new(),
         operations: 0,
         error: error.to_owned(),
+        seen: Instant::now(),
+        compile_ms: 0.0,
+        apply_ms: 0.0,
     })
 }
 
