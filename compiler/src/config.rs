@@ -37,6 +37,16 @@ pub struct CompileConfig {
     pub node_port_addresses: Vec<String>,
 }
 
+impl CompileConfig {
+    /// Whether `nodePortAddresses` means the node's primary addresses (empty, or nothing
+    /// but `primary`) rather than CIDRs to match the node's addresses against.
+    pub fn node_ports_on_primary_addresses(&self) -> bool {
+        self.node_port_addresses
+            .iter()
+            .all(|e| e == crate::nodeport::PRIMARY)
+    }
+}
+
 impl Default for CompileConfig {
     fn default() -> Self {
         Self {

@@ -40,8 +40,7 @@ pub fn resolve(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> [NodePortAddrs; 2] {
     let entries = &config.node_port_addresses;
-    let primary = entries.is_empty() || entries.iter().all(|e| e == PRIMARY);
-    if primary {
+    if config.node_ports_on_primary_addresses() {
         return IpFamily::ALL.map(|family| {
             let first = node_addresses.iter().find(|ip| IpFamily::of(ip) == family);
             listed(first.into_iter().chain(&config.extra_node_ips), family)

@@ -2,6 +2,7 @@
 //!
 //! Exit status: 0 ok, 1 diagnostics with `--strict`, 2 unusable input or bad flags.
 
+mod addresses;
 mod cli;
 mod compile_cmd;
 mod conntrack;

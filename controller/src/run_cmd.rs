@@ -6,16 +6,18 @@
 //! full sync that changes only what differs.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use nftproxy_compiler::UdpPort;
+use nftproxy_compiler::{ClusterSnapshot, CompileConfig, UdpPort};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::addresses::AddressWatcher;
 use crate::cli::{CleanupArgs, RunArgs};
 use crate::conntrack;
 use crate::kernel::{Kernel, KernelError};
@@ -57,8 +59,7 @@ impl Target for KernelTarget {
 /// Runs `run`. Returns when stopped by a signal.
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(args.config.as_deref(), args.hostname.as_deref())?;
-    let mut config = settings.compile;
-    config.extra_node_ips.extend(args.node_ips.iter().copied());
+    let config = settings.compile;
     let timing = Timing::new(
         settings.kube_proxy.min_sync_period(),
         settings.kube_proxy.sync_period(),
@@ -78,6 +79,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         sync_period = ?timing.sync_period,
         "starting"
     );
+    let local = watch_local_addresses(&config, &changes)?;
+    let node_ips = |cluster| NodeIps {
+        cluster,
+        node_ips: args.node_ips.clone(),
+        local: local.as_ref(),
+    };
     let mut syncer = Syncer::new(KernelTarget(kernel), config);
     if let Some(dir) = &args.manifests {
         let source = Arc::new(ManifestSource::new(dir));
@@ -86,7 +93,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             .watch(Arc::clone(&changes), MANIFEST_POLL)
             .context("cannot start the manifest watcher")?;
         tracing::info!(manifests = %dir.display(), "reading the cluster from manifests");
-        run_loop(&mut syncer, &*source, &changes, timing);
+        run_loop(&mut syncer, &node_ips(&*source), &changes, timing);
     } else {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -102,18 +109,59 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             ApiSource(sources)
         });
         tracing::info!("watching the API server");
-        run_loop(&mut syncer, &source, &changes, timing);
+        run_loop(&mut syncer, &node_ips(&source), &changes, timing);
         runtime.shutdown_timeout(Duration::from_secs(1));
     }
     tracing::info!("stopped; nftproxy's rules stay in place for the next instance");
     Ok(ExitCode::SUCCESS)
 }
 
+/// Starts watching the host's addresses when `nodePortAddresses` lists CIDRs: kube-proxy
+/// then matches them against the local interfaces' addresses. With `primary` (the default)
+/// only the Node's primary addresses and `--node-ip` count, so nothing is watched.
+fn watch_local_addresses(
+    config: &CompileConfig,
+    changes: &Arc<Changes>,
+) -> anyhow::Result<Option<AddressWatcher>> {
+    if config.node_ports_on_primary_addresses() {
+        return Ok(None);
+    }
+    let changes = Arc::clone(changes);
+    let watcher =
+        AddressWatcher::start(move || changes.bump()).context("cannot read the local addresses")?;
+    tracing::info!(addresses = ?watcher.addresses(), "watching the local addresses");
+    Ok(Some(watcher))
+}
+
+/// A cluster source that also sets the node's extra addresses before each sync:
+/// `--node-ip` values plus the current local addresses (when watched).
+struct NodeIps<'a> {
+    cluster: &'a dyn Source,
+    node_ips: Vec<IpAddr>,
+    local: Option<&'a AddressWatcher>,
+}
+
+impl Source for NodeIps<'_> {
+    fn snapshot(&self) -> Option<ClusterSnapshot> {
+        self.cluster.snapshot()
+    }
+
+    fn configure(&self, config: &mut CompileConfig) {
+        let mut ips = self.node_ips.clone();
+        ips.extend(
+            self.local
+                .map(AddressWatcher::addresses)
+                .unwrap_or_default(),
+        );
+        config.extra_node_ips = ips;
+    }
+}
+
 /// The API server's objects, as the sync loop reads them.
 struct ApiSource(ClusterSources);
 
 impl Source for ApiSource {
-    fn snapshot(&self) -> Option<nftproxy_compiler::ClusterSnapshot> {
+    fn snapshot(&self) -> Option<ClusterSnapshot> {
         self.0.synced().then(|| self.0.snapshot())
     }
 }

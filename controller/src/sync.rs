@@ -99,6 +99,11 @@ impl<T: Target> Syncer<T> {
         &self.config
     }
 
+    /// The configuration, to change before a sync (the node's addresses, say).
+    pub fn config_mut(&mut self) -> &mut CompileConfig {
+        &mut self.config
+    }
+
     /// Whether the next sync will be full.
     pub fn next_is_full(&self) -> bool {
         self.applied.is_none()

@@ -9,7 +9,7 @@
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use nftproxy_compiler::ClusterSnapshot;
+use nftproxy_compiler::{ClusterSnapshot, CompileConfig};
 
 use crate::sync::{SyncError, SyncReport, Syncer, Target};
 
@@ -71,6 +71,10 @@ impl Changes {
 pub trait Source {
     /// The cluster as of now; `None` until every store has been listed once.
     fn snapshot(&self) -> Option<ClusterSnapshot>;
+
+    /// Brings the parts of the compile configuration that the source follows (the node's
+    /// local addresses) up to date; called right before each sync. Nothing by default.
+    fn configure(&self, _config: &mut CompileConfig) {}
 }
 
 /// The loop's periods.
@@ -150,6 +154,7 @@ pub fn run<T: Target, S: Source + ?Sized>(
             };
             seen = Some(state.generation);
             last_start = Some(now);
+            source.configure(syncer.config_mut());
             let full = full_due || syncer.next_is_full();
             let span = tracing::info_span!("sync", kind = if full { "full" } else { "partial" });
             let _entered = span.enter();
@@ -190,7 +195,6 @@ pub fn run<T: Target, S: Source + ?Sized>(
 mod tests {
     use std::sync::Arc;
 
-    use nftproxy_compiler::CompileConfig;
     use nftproxy_rules::{ApplyError, Ruleset, Transaction};
 
     use super::*;

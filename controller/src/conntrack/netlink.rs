@@ -4,7 +4,8 @@
 //! (`IPCTNL_MSG_CT_GET` with `NLM_F_DUMP`, `IPCTNL_MSG_CT_DELETE` with the original tuple),
 //! which is less code than adapting a general netlink crate. The socket belongs to the network
 //! namespace of the thread that opens it, so the client acts on the namespace nftproxy runs
-//! in. The only `unsafe` code is the four libc calls on the socket.
+//! in. The only `unsafe` code is the four libc calls on the socket. The message and attribute
+//! iterators are shared with the address watcher's route netlink client.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -351,10 +352,10 @@ fn ip_bytes(ip: IpAddr) -> Vec<u8> {
     }
 }
 
-type Parsed<'a> = Result<(u16, u16, u32, &'a [u8]), &'static str>;
+pub(crate) type Parsed<'a> = Result<(u16, u16, u32, &'a [u8]), &'static str>;
 
 /// The netlink messages of one datagram: (type, flags, sequence, payload after nlmsghdr).
-fn messages(mut data: &[u8]) -> impl Iterator<Item = Parsed<'_>> {
+pub(crate) fn messages(mut data: &[u8]) -> impl Iterator<Item = Parsed<'_>> {
     std::iter::from_fn(move || {
         if data.len() < 16 {
             return None;
@@ -378,13 +379,13 @@ fn align(len: usize) -> usize {
 }
 
 /// The `error` field of an `NLMSG_ERROR` payload (0 for an acknowledgement).
-fn error_code(payload: &[u8]) -> Option<i32> {
+pub(crate) fn error_code(payload: &[u8]) -> Option<i32> {
     let bytes = payload.get(..4)?;
     Some(i32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
 }
 
 /// The attributes of `data`: (type without flags, payload).
-fn attrs(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub(crate) fn attrs(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
         if data.len() < 4 {
             return None;

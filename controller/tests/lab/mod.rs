@@ -17,6 +17,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod access;
+mod addresses;
 mod client;
 pub mod cluster;
 pub mod plan;
