@@ -343,7 +343,7 @@ fn random_event_sequences_keep_the_kernel_equal_to_the_compiled_ruleset() {
 /// `minSyncPeriod: 0`: from the API server accepting the change to `nftproxy run` logging
 /// that the transaction is applied. A measurement, not a timed test.
 #[test]
-#[ignore = "benchmark: cargo test --release -p nftproxy --test run_apiserver -- --ignored --nocapture (root)"]
+#[ignore = "benchmark: cargo build --release -p nftproxy-nft, then cargo test --release -p nftproxy --test run_apiserver -- --ignored --nocapture (root)"]
 fn event_to_kernel_latency_of_one_endpoint_at_10k_services() {
     if !kernel_tests_enabled("event_to_kernel_latency_of_one_endpoint_at_10k_services") {
         return;
