@@ -10,6 +10,7 @@ mod inputs;
 mod kernel;
 mod logging;
 mod manifest_source;
+mod netlink;
 mod run_cmd;
 mod settings;
 mod sources;

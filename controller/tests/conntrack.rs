@@ -8,6 +8,9 @@ mod common;
 #[allow(dead_code)]
 #[path = "../src/conntrack/mod.rs"]
 mod conntrack;
+#[allow(dead_code)]
+#[path = "../src/netlink.rs"]
+mod netlink;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

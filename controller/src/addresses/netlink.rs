@@ -6,17 +6,17 @@
 //! `getifaddrs(3)`: it parses the same messages as the events (one parser, tested without a
 //! kernel), it needs no walk over a C-allocated linked list, and the namespace it reads is
 //! plainly the one the socket was opened in. Each socket belongs to the network namespace of
-//! the thread that opens it. The only `unsafe` code is the libc calls on the sockets.
-#![allow(unsafe_code)]
+//! the thread that opens it; sockets and parsing are the shared ones of `crate::netlink`.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::conntrack::netlink::{attrs, error_code, messages};
+use crate::netlink::{
+    NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NetlinkSocket, attrs, error_code, messages,
+};
 
 const NETLINK_ROUTE: libc::c_int = 0;
 const RTM_NEWADDR: u16 = 20;
@@ -26,14 +26,8 @@ const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 const RTMGRP_IPV6_IFADDR: u32 = 0x100;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 /// `struct ifaddrmsg`: family, prefix length, flags, scope, interface index.
 const IFADDRMSG: usize = 8;
-/// Large enough for any message the kernel puts in one dump datagram.
-const RECEIVE_BUFFER: usize = 64 * 1024;
 
 /// Why reading or watching the addresses failed.
 #[derive(Debug, Error)]
@@ -57,89 +51,40 @@ pub enum AddressError {
 /// A route netlink socket in the network namespace of the thread that opened it.
 #[derive(Debug)]
 pub struct RouteSocket {
-    socket: OwnedFd,
+    socket: NetlinkSocket,
     seq: u32,
-    buffer: Vec<u8>,
 }
 
 impl RouteSocket {
     /// A socket for dump requests; a receive waits at most `timeout`.
     pub fn open(timeout: Duration) -> Result<Self, AddressError> {
-        let flags = libc::SOCK_RAW | libc::SOCK_CLOEXEC;
-        // SAFETY: plain socket(2) call with constant arguments; no pointers involved.
-        let fd = unsafe { libc::socket(libc::AF_NETLINK, flags, NETLINK_ROUTE) };
-        if fd < 0 {
-            return Err(AddressError::Open(io::Error::last_os_error()));
-        }
-        // SAFETY: `fd` was just returned by socket(2), is valid and owned by nobody else.
-        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-        let timeout = libc::timeval {
-            tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
-            tv_usec: libc::suseconds_t::from(timeout.subsec_micros()),
-        };
-        // SAFETY: `timeout` is a live timeval and the length passed is its exact size.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&raw const timeout).cast(),
-                size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(AddressError::Open(io::Error::last_os_error()));
-        }
-        Ok(RouteSocket {
-            socket,
-            seq: 0,
-            buffer: vec![0; RECEIVE_BUFFER],
-        })
+        let socket = NetlinkSocket::open(NETLINK_ROUTE, timeout).map_err(AddressError::Open)?;
+        Ok(RouteSocket { socket, seq: 0 })
     }
 
     /// A socket that receives every IPv4 and IPv6 address event.
     pub fn subscribe(timeout: Duration) -> Result<Self, AddressError> {
         let socket = Self::open(timeout)?;
-        // SAFETY: sockaddr_nl is plain data for which all zero bytes is a valid value.
-        let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        address.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
-        // SAFETY: `address` is a live sockaddr_nl and the length passed is its exact size.
-        let rc = unsafe {
-            libc::bind(
-                socket.socket.as_raw_fd(),
-                (&raw const address).cast(),
-                size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(AddressError::Subscribe(io::Error::last_os_error()));
-        }
+        socket
+            .socket
+            .bind_groups(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
+            .map_err(AddressError::Subscribe)?;
         Ok(socket)
     }
 
     /// Every address of every interface, as the kernel lists them (unfiltered).
     pub fn dump(&mut self) -> Result<Vec<IpAddr>, AddressError> {
         self.seq = self.seq.wrapping_add(1);
-        let request = dump_request(self.seq);
-        // SAFETY: `request` is a live, initialised buffer and its exact length is passed.
-        let sent = unsafe {
-            libc::send(
-                self.socket.as_raw_fd(),
-                request.as_ptr().cast(),
-                request.len(),
-                0,
-            )
-        };
-        if sent < 0 {
-            return Err(AddressError::Send(io::Error::last_os_error()));
-        }
+        let sequence = self.seq;
+        self.socket
+            .send(&dump_request(sequence))
+            .map_err(AddressError::Send)?;
         let mut out = Vec::new();
         loop {
-            let len = self.receive(0).map_err(AddressError::Receive)?;
-            for message in messages(&self.buffer[..len]) {
+            let datagram = self.socket.receive(0).map_err(AddressError::Receive)?;
+            for message in messages(datagram) {
                 let (kind, _flags, seq, payload) = message.map_err(AddressError::Malformed)?;
-                if seq != self.seq {
+                if seq != sequence {
                     continue;
                 }
                 match kind {
@@ -167,8 +112,8 @@ impl RouteSocket {
         let mut changed = false;
         let mut flags = 0;
         loop {
-            let len = match self.receive(flags) {
-                Ok(len) => len,
+            let datagram = match self.socket.receive(flags) {
+                Ok(datagram) => datagram,
                 Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => {
                     changed = true;
                     flags = libc::MSG_DONTWAIT;
@@ -177,40 +122,10 @@ impl RouteSocket {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(changed),
                 Err(err) => return Err(AddressError::Receive(err)),
             };
-            changed |= messages(&self.buffer[..len])
+            changed |= messages(datagram)
                 .flatten()
                 .any(|(kind, ..)| kind == RTM_NEWADDR || kind == RTM_DELADDR);
             flags = libc::MSG_DONTWAIT;
-        }
-    }
-
-    /// Receives one datagram into the buffer (retrying on EINTR); returns its length.
-    fn receive(&mut self, flags: libc::c_int) -> io::Result<usize> {
-        loop {
-            // SAFETY: the buffer is live and writable for its whole length, which is passed.
-            let len = unsafe {
-                libc::recv(
-                    self.socket.as_raw_fd(),
-                    self.buffer.as_mut_ptr().cast(),
-                    self.buffer.len(),
-                    flags | libc::MSG_TRUNC,
-                )
-            };
-            if len < 0 {
-                let err = io::Error::last_os_error();
-                if err.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(err);
-            }
-            let len = usize::try_from(len).unwrap_or_default();
-            if len > self.buffer.len() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "datagram larger than the receive buffer",
-                ));
-            }
-            return Ok(len);
         }
     }
 }

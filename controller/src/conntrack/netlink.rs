@@ -4,27 +4,24 @@
 //! (`IPCTNL_MSG_CT_GET` with `NLM_F_DUMP`, `IPCTNL_MSG_CT_DELETE` with the original tuple),
 //! which is less code than adapting a general netlink crate. The socket belongs to the network
 //! namespace of the thread that opens it, so the client acts on the namespace nftproxy runs
-//! in. The only `unsafe` code is the four libc calls on the socket. The message and attribute
-//! iterators are shared with the address watcher's route netlink client.
-#![allow(unsafe_code)]
+//! in. The socket and the message parsing are the shared ones of `crate::netlink`.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
 
 use thiserror::Error;
+
+use crate::netlink::{
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NetlinkSocket, attrs,
+    error_code, messages,
+};
 
 const NETLINK_NETFILTER: libc::c_int = 12;
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_GET: u16 = 1;
 const IPCTNL_MSG_CT_DELETE: u16 = 2;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 const NLA_F_NESTED: u16 = 0x8000;
-const NLA_TYPE_MASK: u16 = 0x3fff;
 
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_REPLY: u16 = 2;
@@ -45,8 +42,6 @@ pub const IPPROTO_UDP: u8 = 17;
 
 /// Netlink header (16 bytes) plus the netfilter generic header (4 bytes).
 const HEADERS: usize = 20;
-/// Large enough for any message the kernel puts in one dump datagram.
-const RECEIVE_BUFFER: usize = 64 * 1024;
 
 /// Why a conntrack request failed.
 #[derive(Debug, Error)]
@@ -103,44 +98,16 @@ pub struct Entry {
 /// A ctnetlink socket in the current network namespace.
 #[derive(Debug)]
 pub struct Conntrack {
-    socket: OwnedFd,
+    socket: NetlinkSocket,
     seq: u32,
-    buffer: Vec<u8>,
 }
 
 impl Conntrack {
     /// Opens the socket (needs `CAP_NET_ADMIN` to delete, not to list).
     pub fn open() -> Result<Self, NetlinkError> {
-        let flags = libc::SOCK_RAW | libc::SOCK_CLOEXEC;
-        // SAFETY: plain socket(2) call with constant arguments; no pointers involved.
-        let fd = unsafe { libc::socket(libc::AF_NETLINK, flags, NETLINK_NETFILTER) };
-        if fd < 0 {
-            return Err(NetlinkError::Open(io::Error::last_os_error()));
-        }
-        // SAFETY: `fd` was just returned by socket(2), is valid and owned by nobody else.
-        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-        let timeout = libc::timeval {
-            tv_sec: 10,
-            tv_usec: 0,
-        };
-        // SAFETY: `timeout` is a live timeval and the length passed is its exact size.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&raw const timeout).cast(),
-                size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(NetlinkError::Open(io::Error::last_os_error()));
-        }
-        Ok(Conntrack {
-            socket,
-            seq: 0,
-            buffer: vec![0; RECEIVE_BUFFER],
-        })
+        let socket = NetlinkSocket::open(NETLINK_NETFILTER, Duration::from_secs(10))
+            .map_err(NetlinkError::Open)?;
+        Ok(Conntrack { socket, seq: 0 })
     }
 
     /// Every entry of `family` (IPv6 when `ipv6`) with ports in both tuples.
@@ -150,8 +117,8 @@ impl Conntrack {
         let seq = self.send(message, REQUEST)?;
         let mut entries = Vec::new();
         loop {
-            let len = self.receive(REQUEST)?;
-            for message in messages(&self.buffer[..len]) {
+            let datagram = self.receive(REQUEST)?;
+            for message in messages(datagram) {
                 let (kind, _flags, msg_seq, payload) =
                     message.map_err(|what| malformed(REQUEST, what))?;
                 if msg_seq != seq {
@@ -180,8 +147,8 @@ impl Conntrack {
         let message = delete_request(entry);
         let seq = self.send(message, REQUEST)?;
         loop {
-            let len = self.receive(REQUEST)?;
-            for message in messages(&self.buffer[..len]) {
+            let datagram = self.receive(REQUEST)?;
+            for message in messages(datagram) {
                 let (kind, _flags, msg_seq, payload) =
                     message.map_err(|what| malformed(REQUEST, what))?;
                 if msg_seq != seq || kind != NLMSG_ERROR {
@@ -200,51 +167,17 @@ impl Conntrack {
     /// Sends `message` with the next sequence number; returns that number.
     fn send(&mut self, mut message: Message, request: &'static str) -> Result<u32, NetlinkError> {
         self.seq = self.seq.wrapping_add(1);
-        let bytes = message.finish(self.seq);
-        // SAFETY: `bytes` is a live, initialised slice and its exact length is passed.
-        let sent = unsafe {
-            libc::send(
-                self.socket.as_raw_fd(),
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                0,
-            )
-        };
-        if sent < 0 {
-            let source = io::Error::last_os_error();
-            return Err(NetlinkError::Send { request, source });
-        }
+        self.socket
+            .send(message.finish(self.seq))
+            .map_err(|source| NetlinkError::Send { request, source })?;
         Ok(self.seq)
     }
 
-    /// Receives one datagram into the buffer; returns its length.
-    fn receive(&mut self, request: &'static str) -> Result<usize, NetlinkError> {
-        loop {
-            // SAFETY: the buffer is live and writable for its whole length, which is passed.
-            let len = unsafe {
-                libc::recv(
-                    self.socket.as_raw_fd(),
-                    self.buffer.as_mut_ptr().cast(),
-                    self.buffer.len(),
-                    libc::MSG_TRUNC,
-                )
-            };
-            if len < 0 {
-                let source = io::Error::last_os_error();
-                if source.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(NetlinkError::Receive { request, source });
-            }
-            let len = usize::try_from(len).unwrap_or_default();
-            if len > self.buffer.len() {
-                return Err(malformed(
-                    request,
-                    "datagram larger than the receive buffer",
-                ));
-            }
-            return Ok(len);
-        }
+    /// Receives one datagram.
+    fn receive(&mut self, request: &'static str) -> Result<&[u8], NetlinkError> {
+        self.socket
+            .receive(0)
+            .map_err(|source| NetlinkError::Receive { request, source })
     }
 }
 
@@ -350,56 +283,6 @@ fn ip_bytes(ip: IpAddr) -> Vec<u8> {
         IpAddr::V4(ip) => ip.octets().to_vec(),
         IpAddr::V6(ip) => ip.octets().to_vec(),
     }
-}
-
-pub(crate) type Parsed<'a> = Result<(u16, u16, u32, &'a [u8]), &'static str>;
-
-/// The netlink messages of one datagram: (type, flags, sequence, payload after nlmsghdr).
-pub(crate) fn messages(mut data: &[u8]) -> impl Iterator<Item = Parsed<'_>> {
-    std::iter::from_fn(move || {
-        if data.len() < 16 {
-            return None;
-        }
-        let len = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
-        if len < 16 || len > data.len() {
-            data = &[];
-            return Some(Err("bad message length"));
-        }
-        let kind = u16::from_ne_bytes([data[4], data[5]]);
-        let flags = u16::from_ne_bytes([data[6], data[7]]);
-        let seq = u32::from_ne_bytes([data[8], data[9], data[10], data[11]]);
-        let payload = &data[16..len];
-        data = &data[align(len).min(data.len())..];
-        Some(Ok((kind, flags, seq, payload)))
-    })
-}
-
-fn align(len: usize) -> usize {
-    (len + 3) & !3
-}
-
-/// The `error` field of an `NLMSG_ERROR` payload (0 for an acknowledgement).
-pub(crate) fn error_code(payload: &[u8]) -> Option<i32> {
-    let bytes = payload.get(..4)?;
-    Some(i32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-}
-
-/// The attributes of `data`: (type without flags, payload).
-pub(crate) fn attrs(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        if data.len() < 4 {
-            return None;
-        }
-        let len = u16::from_ne_bytes([data[0], data[1]]) as usize;
-        if len < 4 || len > data.len() {
-            data = &[];
-            return None;
-        }
-        let kind = u16::from_ne_bytes([data[2], data[3]]) & NLA_TYPE_MASK;
-        let payload = &data[4..len];
-        data = &data[align(len).min(data.len())..];
-        Some((kind, payload))
-    })
 }
 
 /// An entry from a ctnetlink message payload (after nlmsghdr); `None` when it lacks a
