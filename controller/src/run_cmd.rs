@@ -220,6 +220,7 @@ fn run_loop(
                     operations = report.operations,
                     commands = report.commands,
                     replaced = report.replaced,
+                    snapshot_ms = ms(report.snapshot_time),
                     compile_ms = ms(report.compile_time),
                     apply_ms = ms(report.apply_time),
                     total_ms = ms(report.total_time),

@@ -53,6 +53,8 @@ pub struct SyncReport {
     pub commands: usize,
     /// Whether the tables were unreadable and so replaced as a whole.
     pub replaced: bool,
+    /// Copying the cluster out of the sources (set by the loop, which takes the snapshot).
+    pub snapshot_time: Duration,
     pub compile_time: Duration,
     pub apply_time: Duration,
     pub total_time: Duration,
@@ -144,6 +146,7 @@ impl<T: Target> Syncer<T> {
             operations: transaction.object_operations(),
             commands: transaction.len(),
             replaced,
+            snapshot_time: Duration::ZERO,
             compile_time,
             apply_time,
             total_time: started.elapsed(),

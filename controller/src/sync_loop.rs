@@ -147,6 +147,7 @@ pub fn run<T: Target, S: Source + ?Sized>(
         let retry_due = retry_at.is_some_and(|r| now >= r);
         let full_due = now >= next_full;
         if (dirty || full_due || retry_due) && now >= allowed {
+            let snapshot_started = Instant::now();
             let Some(snapshot) = source.snapshot() else {
                 // Not synced yet: wait for the source to report a change.
                 changes.wait(state.generation, now + timing.sync_period);
@@ -158,8 +159,10 @@ pub fn run<T: Target, S: Source + ?Sized>(
             let full = full_due || syncer.next_is_full();
             let span = tracing::info_span!("sync", kind = if full { "full" } else { "partial" });
             let _entered = span.enter();
+            let snapshot_time = snapshot_started.elapsed();
             match syncer.sync(&snapshot, full) {
-                Ok(report) => {
+                Ok(mut report) => {
+                    report.snapshot_time = snapshot_time;
                     failures = 0;
                     retry_at = None;
                     if report.kind == crate::sync::SyncKind::Full {

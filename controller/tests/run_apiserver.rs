@@ -379,15 +379,20 @@ fn event_to_kernel_latency_of_one_endpoint_at_10k_services() {
         let syncs = proxy.wait_syncs(before + 1, Duration::from_secs(60));
         let sync = &syncs[before];
         assert!(sync.ok && sync.operations > 0, "{sync:?}");
-        samples.push((sync.seen - sent, sync.compile_ms, sync.apply_ms));
+        samples.push((
+            sync.seen - sent,
+            sync.snapshot_ms,
+            sync.compile_ms,
+            sync.apply_ms,
+        ));
         std::thread::sleep(Duration::from_millis(100));
     }
     samples.sort_by_key(|s| s.0);
     let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
     for (label, q) in [("p50", 0.5), ("p90", 0.9), ("p99 (max of 30)", 1.0)] {
-        let (total, compile, apply) = pick(q);
+        let (total, snapshot, compile, apply) = pick(q);
         println!(
-            "event to kernel {label}: {total:?} (that sync: compile {compile:.1} ms, apply {apply:.1} ms)"
+            "event to kernel {label}: {total:?} (that sync: snapshot {snapshot:.1} ms, compile {compile:.1} ms, apply {apply:.1} ms)"
         );
     }
     drop(proxy);

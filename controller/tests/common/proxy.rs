@@ -25,7 +25,8 @@ pub struct SyncEvent {
     pub error: String,
     /// When the test read the log line (the sync ended just before).
     pub seen: Instant,
-    /// The sync's own compile and apply times in milliseconds (successes only).
+    /// The sync's own snapshot, compile and apply times in milliseconds (successes only).
+    pub snapshot_ms: f64,
     pub compile_ms: f64,
     pub apply_ms: f64,
 }
@@ -196,6 +197,7 @@ fn sync_event(json: &Json) -> Option<SyncEvent> {
             operations: fields["operations"].as_u64().unwrap_or_default(),
             error: String::new(),
             seen: Instant::now(),
+            snapshot_ms: fields["snapshot_ms"].as_f64().unwrap_or_default(),
             compile_ms: fields["compile_ms"].as_f64().unwrap_or_default(),
             apply_ms: fields["apply_ms"].as_f64().unwrap_or_default(),
         });
@@ -207,6 +209,7 @@ fn sync_event(json: &Json) -> Option<SyncEvent> {
         operations: 0,
         error: error.to_owned(),
         seen: Instant::now(),
+        snapshot_ms: 0.0,
         compile_ms: 0.0,
         apply_ms: 0.0,
     })
