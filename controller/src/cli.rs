@@ -46,19 +46,26 @@ pub enum OutputFormat {
     Json,
 }
 
+/// The configuration and the node, as `compile` and `run` both take them.
 #[derive(Debug, Args)]
-pub struct CompileArgs {
+pub struct NodeArgs {
     /// A KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) file.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// The node to compile for (default: hostnameOverride, else this machine's hostname).
+    /// The node's name (default: hostnameOverride, else this machine's hostname).
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
 
     /// An address of the node, in addition to its Node object's status.addresses.
     #[arg(long = "node-ip", value_name = "IP")]
     pub node_ips: Vec<IpAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Nft)]
@@ -79,17 +86,8 @@ pub struct CompileArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// A KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) file.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// This node's name (default: hostnameOverride, else this machine's hostname).
-    #[arg(long, value_name = "NAME")]
-    pub hostname: Option<String>,
-
-    /// An address of the node, in addition to its Node object's status.addresses.
-    #[arg(long = "node-ip", value_name = "IP")]
-    pub node_ips: Vec<IpAddr>,
+    #[command(flatten)]
+    pub node: NodeArgs,
 
     /// A kubeconfig file (default: in-cluster configuration, else $KUBECONFIG or ~/.kube/config).
     #[arg(long, value_name = "FILE", conflicts_with = "manifests")]
@@ -153,8 +151,8 @@ mod tests {
             panic!("should parse: {cli:?}");
         };
         assert_eq!(log_format, LogFormat::Json);
-        assert_eq!(args.hostname.as_deref(), Some("node-1"));
-        assert_eq!(args.node_ips.len(), 2);
+        assert_eq!(args.node.hostname.as_deref(), Some("node-1"));
+        assert_eq!(args.node.node_ips.len(), 2);
         assert_eq!(args.format, OutputFormat::Json);
         assert!(args.strict);
         assert_eq!(args.inputs, [PathBuf::from("a.yaml"), PathBuf::from("-")]);

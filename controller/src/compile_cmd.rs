@@ -22,9 +22,11 @@ const EXIT_DIAGNOSTICS: u8 = 1;
 
 /// Runs `compile`. `Err` means unusable input (the caller exits with status 2).
 pub fn run(args: &CompileArgs) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(args.config.as_deref(), args.hostname.as_deref())?;
+    let settings = Settings::load(args.node.config.as_deref(), args.node.hostname.as_deref())?;
     let mut config = settings.compile;
-    config.extra_node_ips.extend(args.node_ips.iter().copied());
+    config
+        .extra_node_ips
+        .extend(args.node.node_ips.iter().copied());
 
     let inputs = inputs::load(&args.inputs)?;
     tracing::debug!(

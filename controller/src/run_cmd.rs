@@ -58,7 +58,7 @@ impl Target for KernelTarget {
 
 /// Runs `run`. Returns when stopped by a signal.
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(args.config.as_deref(), args.hostname.as_deref())?;
+    let settings = Settings::load(args.node.config.as_deref(), args.node.hostname.as_deref())?;
     let config = settings.compile;
     let timing = Timing::new(
         settings.kube_proxy.min_sync_period(),
@@ -82,7 +82,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let local = watch_local_addresses(&config, &changes)?;
     let node_ips = |cluster| NodeIps {
         cluster,
-        node_ips: args.node_ips.clone(),
+        node_ips: args.node.node_ips.clone(),
         local: local.as_ref(),
     };
     let mut syncer = Syncer::new(KernelTarget(kernel), config);
