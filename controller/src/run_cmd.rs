@@ -67,7 +67,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let kernel = Kernel::start(args.nft_helper.as_deref())?;
     tracing::info!(
         helper = %kernel.helper_path().display(),
-        pid = ?kernel.helper_pid(),
+        pid = kernel.helper_pid().unwrap_or_default(),
         "nftables helper started"
     );
     let changes = Arc::new(Changes::new());

@@ -157,12 +157,14 @@ pub fn run<T: Target, S: Source + ?Sized>(
             last_start = Some(now);
             source.configure(syncer.config_mut());
             let full = full_due || syncer.next_is_full();
-            let span = tracing::info_span!("sync", kind = if full { "full" } else { "partial" });
+            let kind = if full { "full" } else { "partial" };
+            let span = tracing::info_span!("sync", kind, operations = tracing::field::Empty);
             let _entered = span.enter();
             let snapshot_time = snapshot_started.elapsed();
             match syncer.sync(&snapshot, full) {
                 Ok(mut report) => {
                     report.snapshot_time = snapshot_time;
+                    span.record("operations", report.operations);
                     failures = 0;
                     retry_at = None;
                     if report.kind == crate::sync::SyncKind::Full {
