@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -193,13 +194,13 @@ fn service_cidr() -> ServiceCIDR {
 /// `services` ClusterIP services of one family with 10 endpoints each, on four nodes.
 fn cluster(fam: Fam, services: usize) -> ClusterSnapshot {
     ClusterSnapshot {
-        services: (0..services).map(|i| service(fam, i)).collect(),
+        services: (0..services).map(|i| Arc::new(service(fam, i))).collect(),
         endpoint_slices: (0..services)
-            .map(|i| endpoint_slice(fam, i, ENDPOINTS_PER_SERVICE))
+            .map(|i| Arc::new(endpoint_slice(fam, i, ENDPOINTS_PER_SERVICE)))
             .collect(),
         endpoints: Vec::new(),
-        nodes: vec![node()],
-        service_cidrs: vec![service_cidr()],
+        nodes: vec![Arc::new(node())],
+        service_cidrs: vec![Arc::new(service_cidr())],
     }
 }
 
@@ -270,7 +271,8 @@ fn bench_diff(c: &mut Criterion) {
     // would): the diff then also adds its hairpin element.
     let before = cluster(Fam::V6, SERVICES);
     let mut after = before.clone();
-    after.endpoint_slices[CHANGED] = endpoint_slice(Fam::V6, CHANGED, ENDPOINTS_PER_SERVICE + 1);
+    after.endpoint_slices[CHANGED] =
+        Arc::new(endpoint_slice(Fam::V6, CHANGED, ENDPOINTS_PER_SERVICE + 1));
     let old = compile(&before, &config).ruleset;
     let new = compile(&after, &config).ruleset;
 

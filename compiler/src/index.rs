@@ -7,6 +7,7 @@
 //! maps are only looked up, never iterated, so they cannot influence output order.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use foldhash::quality::RandomState;
 
@@ -122,9 +123,13 @@ fn report_rejected(slice: &SliceDef<'_>, diagnostics: &mut Vec<Diagnostic>) {
 
 /// Validates the Services nftproxy handles, one per identity, sorted by identity.
 /// Two different objects with one identity are ambiguous: both are skipped.
-fn services(raw: &[Service], diagnostics: &mut Vec<Diagnostic>) -> Vec<ServiceDef> {
+fn services(raw: &[Arc<Service>], diagnostics: &mut Vec<Diagnostic>) -> Vec<ServiceDef> {
     let mut valid: Vec<(ServiceDef, &Service)> = Vec::with_capacity(raw.len());
-    for object in raw.iter().filter(|s| service::is_proxied(s)) {
+    for object in raw
+        .iter()
+        .map(Arc::as_ref)
+        .filter(|s| service::is_proxied(s))
+    {
         match ServiceDef::try_from(object) {
             Ok(def) => valid.push((def, object)),
             Err(err) => diagnostics.push(service_diagnostic(object, &err)),

@@ -49,6 +49,7 @@ pub use snapshot::ClusterSnapshot;
 pub use udp::UdpPort;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Node;
 use nftproxy_rules::Ruleset;
@@ -272,6 +273,7 @@ fn this_node(
     let mut matching = snapshot
         .nodes
         .iter()
+        .map(Arc::as_ref)
         .filter(|n| n.metadata.name.as_deref() == Some(config.hostname.as_str()));
     let first: Option<&Node> = matching.next();
     let result = match first {
@@ -311,7 +313,7 @@ fn service_cidrs(
 ) -> [Vec<ipnet::IpNet>; 2] {
     let mut prefixes = Vec::new();
     for object in &snapshot.service_cidrs {
-        match ServiceCidrDef::try_from(object) {
+        match ServiceCidrDef::try_from(object.as_ref()) {
             Ok(def) => prefixes.extend(def.0),
             Err(err) => diagnostics.push(Diagnostic {
                 severity: Severity::Error,

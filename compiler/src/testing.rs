@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
     ClientIPConfig, EndpointAddress, EndpointPort as LegacyPort, EndpointSubset, Endpoints,
@@ -368,27 +369,27 @@ pub fn cluster() -> Cluster {
 
 impl Cluster {
     pub fn service(mut self, service: ServiceBuilder) -> Self {
-        self.0.services.push(service.build());
+        self.0.services.push(Arc::new(service.build()));
         self
     }
 
     pub fn slice(mut self, slice: SliceBuilder) -> Self {
-        self.0.endpoint_slices.push(slice.build());
+        self.0.endpoint_slices.push(Arc::new(slice.build()));
         self
     }
 
     pub fn endpoints(mut self, endpoints: Endpoints) -> Self {
-        self.0.endpoints.push(endpoints);
+        self.0.endpoints.push(Arc::new(endpoints));
         self
     }
 
     pub fn node(mut self, node: Node) -> Self {
-        self.0.nodes.push(node);
+        self.0.nodes.push(Arc::new(node));
         self
     }
 
     pub fn service_cidr(mut self, cidr: ServiceCIDR) -> Self {
-        self.0.service_cidrs.push(cidr);
+        self.0.service_cidrs.push(Arc::new(cidr));
         self
     }
 

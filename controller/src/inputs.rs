@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nftproxy_compiler::manifest::{self, Decoded, Object, OtherObject};
 use nftproxy_compiler::{ClusterSnapshot, ObjectRef};
@@ -260,11 +261,11 @@ impl Collector {
         let snapshot = &mut inputs.snapshot;
         for (key, (origin, object)) in self.objects {
             match object {
-                Object::Service(o) => snapshot.services.push(*o),
-                Object::EndpointSlice(o) => snapshot.endpoint_slices.push(*o),
-                Object::Endpoints(o) => snapshot.endpoints.push(*o),
-                Object::Node(o) => snapshot.nodes.push(*o),
-                Object::ServiceCidr(o) => snapshot.service_cidrs.push(*o),
+                Object::Service(o) => snapshot.services.push(Arc::from(o)),
+                Object::EndpointSlice(o) => snapshot.endpoint_slices.push(Arc::from(o)),
+                Object::Endpoints(o) => snapshot.endpoints.push(Arc::from(o)),
+                Object::Node(o) => snapshot.nodes.push(Arc::from(o)),
+                Object::ServiceCidr(o) => snapshot.service_cidrs.push(Arc::from(o)),
                 Object::Other(_) => continue,
             }
             inputs.origins.insert(key, origin);

@@ -21,6 +21,7 @@ mod kernel;
 mod fixtures;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::netns::{NetNs, kernel_tests_enabled};
@@ -135,7 +136,7 @@ fn an_incremental_diff_applies_and_lists_back_equal() {
         .iter_mut()
         .find(|s| s.endpoints.len() > 1)
         .expect("a slice with two endpoints");
-    slice.endpoints.pop();
+    Arc::make_mut(slice).endpoints.pop();
     let r1 = compile(&snapshot, &config).ruleset;
     kernel.apply(&diff(&Ruleset::new(), &r0).unwrap()).unwrap();
     let tx = diff(&r0, &r1).unwrap();

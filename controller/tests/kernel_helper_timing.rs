@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::netns::{NetNs, kernel_tests_enabled};
@@ -128,9 +129,11 @@ fn cluster() -> ClusterSnapshot {
         ..Node::default()
     };
     ClusterSnapshot {
-        services: (0..SERVICES).map(service).collect(),
-        endpoint_slices: (0..SERVICES).map(|i| slice(i, ENDPOINTS)).collect(),
-        nodes: vec![node],
+        services: (0..SERVICES).map(|i| Arc::new(service(i))).collect(),
+        endpoint_slices: (0..SERVICES)
+            .map(|i| Arc::new(slice(i, ENDPOINTS)))
+            .collect(),
+        nodes: vec![Arc::new(node)],
         ..ClusterSnapshot::default()
     }
 }
@@ -266,7 +269,7 @@ fn helper_round_trips_and_10k_service_loads_next_to_nft() {
     };
     let mut snapshot = cluster();
     let r0 = compile(&snapshot, &config).ruleset;
-    snapshot.endpoint_slices[0] = slice(0, ENDPOINTS + 1);
+    snapshot.endpoint_slices[0] = Arc::new(slice(0, ENDPOINTS + 1));
     let r1 = compile(&snapshot, &config).ruleset;
     let full = diff(&Ruleset::new(), &r0).unwrap();
     let (json, render) = timed(|| full.to_json().to_string());
@@ -313,7 +316,7 @@ fn one_endpoint_change_at_10k_as_script_and_as_json() {
     };
     let mut snapshot = cluster();
     let r0 = compile(&snapshot, &config).ruleset;
-    snapshot.endpoint_slices[0] = slice(0, ENDPOINTS + 1);
+    snapshot.endpoint_slices[0] = Arc::new(slice(0, ENDPOINTS + 1));
     let r1 = compile(&snapshot, &config).ruleset;
     let ns = NetNs::new("khtfmt");
     nft_script(&ns, &diff(&Ruleset::new(), &r0).unwrap().to_string());

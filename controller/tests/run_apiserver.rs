@@ -84,13 +84,13 @@ impl Cluster {
             match object["kind"].as_str().unwrap() {
                 "Service" => snapshot
                     .services
-                    .push(serde_json::from_value(object.clone()).unwrap()),
+                    .push(Arc::new(serde_json::from_value(object.clone()).unwrap())),
                 "EndpointSlice" => snapshot
                     .endpoint_slices
-                    .push(serde_json::from_value(object.clone()).unwrap()),
+                    .push(Arc::new(serde_json::from_value(object.clone()).unwrap())),
                 "Node" => snapshot
                     .nodes
-                    .push(serde_json::from_value(object.clone()).unwrap()),
+                    .push(Arc::new(serde_json::from_value(object.clone()).unwrap())),
                 other => panic!("unexpected kind {other}"),
             }
         }

@@ -13,6 +13,7 @@ mod fake_apiserver;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fake_apiserver::{FakeApiServer, Kind};
@@ -123,10 +124,10 @@ fn key<K: ResourceExt>(o: &K) -> String {
     }
 }
 
-fn entries<K: ResourceExt>(objects: &[K]) -> BTreeMap<String, String> {
+fn entries<K: ResourceExt>(objects: &[Arc<K>]) -> BTreeMap<String, String> {
     let map: BTreeMap<_, _> = objects
         .iter()
-        .map(|o| (key(o), o.resource_version().unwrap_or_default()))
+        .map(|o| (key(o.as_ref()), o.resource_version().unwrap_or_default()))
         .collect();
     assert_eq!(
         map.len(),
@@ -324,7 +325,7 @@ async fn adds_changes_and_deletes_reach_the_snapshot_and_poke_the_change_channel
                 .snapshot()
                 .services
                 .iter()
-                .any(|s| key(s) == format!("{ns}/{name}"))
+                .any(|s| key(s.as_ref()) == format!("{ns}/{name}"))
         };
 
         server.apply(&service("demo", "c", 90, &[]));

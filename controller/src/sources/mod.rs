@@ -33,10 +33,12 @@
 //! - [`ClusterSources::synced`] is true once every store has had its initial list (or, for
 //!   ServiceCIDRs, the API server answered 404). It never goes back to false: after a re-list
 //!   a store swaps its contents atomically, so it is never half-filled.
-//! - [`ClusterSources::snapshot`] clones the stores' current objects into a
-//!   [`ClusterSnapshot`], each vector sorted by namespace/name. Stores are read one after the
-//!   other, so a snapshot may show a Service a moment before its EndpointSlice, exactly as
-//!   kube-proxy's informers do; the next change triggers another sync.
+//! - [`ClusterSources::snapshot`] puts the stores' current objects into a
+//!   [`ClusterSnapshot`], each vector sorted by namespace/name. The objects are shared with
+//!   the stores (`Arc`s), not copied; managed fields were dropped once, when they were
+//!   stored. Stores are read one after the other, so a snapshot may show a Service a moment
+//!   before its EndpointSlice, exactly as kube-proxy's informers do; the next change
+//!   triggers another sync.
 //! - [`ClusterSources::changes`] is a `tokio::sync::watch` receiver of a counter bumped
 //!   after every change to a store (an object applied or deleted, a list finished). Pokes
 //!   never get lost and many pokes wake the loop once, which is what a debounce needs.
@@ -256,11 +258,11 @@ impl ClusterSources {
     /// The stores' current objects, each vector sorted by namespace/name.
     pub fn snapshot(&self) -> ClusterSnapshot {
         ClusterSnapshot {
-            services: reflect::sorted_clones(&self.services),
-            endpoint_slices: reflect::sorted_clones(&self.endpoint_slices),
+            services: reflect::sorted(&self.services),
+            endpoint_slices: reflect::sorted(&self.endpoint_slices),
             endpoints: Vec::new(),
-            nodes: reflect::sorted_clones(&self.node),
-            service_cidrs: reflect::sorted_clones(&self.service_cidrs),
+            nodes: reflect::sorted(&self.node),
+            service_cidrs: reflect::sorted(&self.service_cidrs),
         }
     }
 }

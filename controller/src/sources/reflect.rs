@@ -149,8 +149,9 @@ fn is_not_found(err: &watcher::Error) -> bool {
     }
 }
 
-/// Owned copies of a store's objects, sorted by namespace/name.
-pub(super) fn sorted_clones<K>(store: &Store<K>) -> Vec<K>
+/// A store's objects, sorted by namespace/name. Only the `Arc`s are cloned: the objects
+/// are shared with the store (which never mutates them in place), not copied.
+pub(super) fn sorted<K>(store: &Store<K>) -> Vec<Arc<K>>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
@@ -159,5 +160,5 @@ where
         let (a, b) = (a.meta(), b.meta());
         (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
     });
-    objects.iter().map(|o| K::clone(o)).collect()
+    objects
 }
