@@ -75,6 +75,16 @@ pub enum SyncError<E: std::error::Error + 'static> {
     },
 }
 
+/// What [`Syncer::converge`] did, and the ruleset it no longer needs.
+struct Converged {
+    kind: SyncKind,
+    transaction: Transaction,
+    replaced: bool,
+    apply_time: Duration,
+    /// What the kernel held before (listed or remembered), to be freed.
+    previous: Option<Ruleset>,
+}
+
 /// Compiles, diffs and applies; remembers what the kernel holds after each success.
 #[derive(Debug)]
 pub struct Syncer<T> {
@@ -130,17 +140,28 @@ impl<T: Target> Syncer<T> {
             self.applied = None;
         }
         let started = Instant::now();
-        let compiled = compile(snapshot, &self.config);
+        let mut compiled = compile(snapshot, &self.config);
         let compile_time = started.elapsed();
-        let result = self.converge(&compiled.ruleset);
-        self.last_compiled = Some(compiled);
-        let (kind, transaction, replaced, apply_time) = match result {
+        // The desired ruleset becomes the memory of what the kernel holds: moved, not
+        // cloned (a 10k-service ruleset takes tens of milliseconds to clone or free).
+        let desired = std::mem::take(&mut compiled.ruleset);
+        let result = self.converge(&desired);
+        drop_in_background(self.last_compiled.replace(compiled));
+        let Converged {
+            kind,
+            transaction,
+            replaced,
+            apply_time,
+            previous,
+        } = match result {
             Ok(done) => done,
             Err(err) => {
                 self.applied = None;
                 return Err(err);
             }
         };
+        self.applied = Some(desired);
+        drop_in_background(previous);
         let report = SyncReport {
             kind,
             operations: transaction.object_operations(),
@@ -155,10 +176,7 @@ impl<T: Target> Syncer<T> {
     }
 
     /// Brings the kernel to `desired`; returns what it sent.
-    fn converge(
-        &mut self,
-        desired: &Ruleset,
-    ) -> Result<(SyncKind, Transaction, bool, Duration), SyncError<T::Error>> {
+    fn converge(&mut self, desired: &Ruleset) -> Result<Converged, SyncError<T::Error>> {
         let (kind, current) = match self.applied.take() {
             Some(applied) => (SyncKind::Partial, Some(applied)),
             None => (SyncKind::Full, self.target.list().map_err(SyncError::List)?),
@@ -177,8 +195,24 @@ impl<T: Target> Syncer<T> {
                 })?;
         }
         let apply_time = started.elapsed();
-        self.applied = Some(desired.clone());
-        Ok((kind, transaction, replaced, apply_time))
+        Ok(Converged {
+            kind,
+            transaction,
+            replaced,
+            apply_time,
+            previous: current,
+        })
+    }
+}
+
+/// Frees `value` on a short-lived thread, off the sync's path (freeing a 10k-service
+/// ruleset takes tens of milliseconds). When no thread can be started, the closure and so
+/// the value are freed right here.
+fn drop_in_background<V: Send + 'static>(value: Option<V>) {
+    if let Some(value) = value {
+        let _ = std::thread::Builder::new()
+            .name("free".into())
+            .spawn(move || drop(value));
     }
 }
 
