@@ -34,7 +34,8 @@
 //!   ServiceCIDRs, the API server answered 404). It never goes back to false: after a re-list
 //!   a store swaps its contents atomically, so it is never half-filled.
 //! - [`ClusterSources::snapshot`] puts the stores' current objects into a
-//!   [`ClusterSnapshot`], each vector sorted by namespace/name. The objects are shared with
+//!   [`ClusterSnapshot`] in the stores' order (the compiler's output does not depend on
+//!   it, so sorting here would only cost time on every sync). The objects are shared with
 //!   the stores (`Arc`s), not copied; managed fields were dropped once, when they were
 //!   stored. Stores are read one after the other, so a snapshot may show a Service a moment
 //!   before its EndpointSlice, exactly as kube-proxy's informers do; the next change
@@ -255,14 +256,15 @@ impl ClusterSources {
         self.shared.changes.subscribe()
     }
 
-    /// The stores' current objects, each vector sorted by namespace/name.
+    /// The stores' current objects, in no particular order. Only the `Arc`s are cloned: the
+    /// objects are shared with the stores, which never mutate them in place.
     pub fn snapshot(&self) -> ClusterSnapshot {
         ClusterSnapshot {
-            services: reflect::sorted(&self.services),
-            endpoint_slices: reflect::sorted(&self.endpoint_slices),
+            services: self.services.state(),
+            endpoint_slices: self.endpoint_slices.state(),
             endpoints: Vec::new(),
-            nodes: reflect::sorted(&self.node),
-            service_cidrs: reflect::sorted(&self.service_cidrs),
+            nodes: self.node.state(),
+            service_cidrs: self.service_cidrs.state(),
         }
     }
 }

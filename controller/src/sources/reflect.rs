@@ -148,17 +148,3 @@ fn is_not_found(err: &watcher::Error) -> bool {
         _ => false,
     }
 }
-
-/// A store's objects, sorted by namespace/name. Only the `Arc`s are cloned: the objects
-/// are shared with the store (which never mutates them in place), not copied.
-pub(super) fn sorted<K>(store: &Store<K>) -> Vec<Arc<K>>
-where
-    K: Resource<DynamicType = ()> + Clone + 'static,
-{
-    let mut objects = store.state();
-    objects.sort_by(|a, b| {
-        let (a, b) = (a.meta(), b.meta());
-        (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
-    });
-    objects
-}
