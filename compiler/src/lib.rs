@@ -224,25 +224,22 @@ fn service_warnings(service: &service::ServiceDef, diagnostics: &mut Vec<Diagnos
 }
 
 /// A message per externalIP or LB IP of a family the Service has no ClusterIP of: like
-/// kube-proxy, nothing is programmed for it.
-fn family_mismatches(service: &service::ServiceDef) -> Vec<String> {
-    let families: Vec<IpFamily> = service.cluster_ips().map(|(family, _)| family).collect();
-    let mut messages = Vec::new();
-    for ip in &service.external.ips {
-        let family = IpFamily::of(ip);
-        if families.contains(&family) {
-            continue;
-        }
-        let what = if service.external.lb_ips.contains(ip) {
-            "load balancer ingress IP"
-        } else {
-            "externalIP"
-        };
-        messages.push(format!(
-            "{what} {ip} is {family} but the Service has no {family} ClusterIP; ignored"
-        ));
-    }
-    messages
+/// kube-proxy, nothing is programmed for it. Allocates nothing for a Service without such IPs.
+fn family_mismatches(service: &service::ServiceDef) -> impl Iterator<Item = String> + '_ {
+    let external = &service.external;
+    external
+        .ips
+        .iter()
+        .filter(|ip| service.cluster_ips[IpFamily::of(ip).index()].is_none())
+        .map(|ip| {
+            let family = IpFamily::of(ip);
+            let what = if external.lb_ips.contains(ip) {
+                "load balancer ingress IP"
+            } else {
+                "externalIP"
+            };
+            format!("{what} {ip} is {family} but the Service has no {family} ClusterIP; ignored")
+        })
 }
 
 /// `1 << masqueradeBit`, or the default bit with an error when it does not fit.
