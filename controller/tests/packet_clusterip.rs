@@ -197,7 +197,8 @@ endpoints:
 "#,
         None,
     );
-    let spread = lab.spread(Member::Pod("x"), Proto::Tcp, at("198.19.0.12:80"), 20);
-    spread.assert_all_answered();
-    assert_eq!(spread.pod_names(), ["new", "old"]);
+    assert_eq!(
+        lab.answering(Member::Pod("x"), Proto::Tcp, at("198.19.0.12:80"), 20),
+        ["new", "old"]
+    );
 }

@@ -167,9 +167,11 @@ fn serving_terminating_endpoints_are_used_only_when_none_is_ready() {
     .concat();
     lab.load_cluster(&cluster, None);
     for (vip, only) in [("198.19.0.32:80", "draining"), ("198.19.0.33:80", "ready")] {
-        let spread = lab.spread(Member::Pod("x"), Proto::Tcp, at(vip), 20);
-        spread.assert_all_answered();
-        assert_eq!(spread.pod_names(), [only], "{vip}");
+        assert_eq!(
+            lab.answering(Member::Pod("x"), Proto::Tcp, at(vip), 20),
+            [only],
+            "{vip}"
+        );
     }
 }
 
@@ -184,9 +186,10 @@ fn internal_traffic_policy_local_uses_only_endpoints_on_this_node() {
         + &slice("local-1", "local", &endpoints);
     lab.load_cluster(&cluster, None);
     for from in [Member::Pod("x"), Member::Node1] {
-        let spread = lab.spread(from, Proto::Tcp, at("198.19.0.34:80"), 20);
-        spread.assert_all_answered();
-        assert_eq!(spread.pod_names(), ["a"]);
+        assert_eq!(
+            lab.answering(from, Proto::Tcp, at("198.19.0.34:80"), 20),
+            ["a"]
+        );
     }
 }
 
@@ -307,9 +310,10 @@ fn older_service_wins_a_cluster_ip_conflict_and_both_are_named() {
         "stderr should name both services:\n{}",
         compiled.stderr
     );
-    let spread = lab.spread(Member::Pod("x"), Proto::Tcp, at("198.19.0.39:80"), 10);
-    spread.assert_all_answered();
-    assert_eq!(spread.pod_names(), ["a"]);
+    assert_eq!(
+        lab.answering(Member::Pod("x"), Proto::Tcp, at("198.19.0.39:80"), 10),
+        ["a"]
+    );
 }
 
 #[test]

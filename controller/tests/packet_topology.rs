@@ -126,9 +126,7 @@ fn load(lab: &Lab, zones: [Option<&str>; 2], cluster: &str) {
 /// The pods that answered [`CONNECTIONS`] new connections from `from` to `to`; panics if
 /// any connection got no answer.
 fn answering(lab: &Lab, from: Member<'_>, proto: Proto, to: SocketAddr) -> Vec<String> {
-    let spread = lab.spread(from, proto, to, CONNECTIONS);
-    spread.assert_all_answered();
-    spread.pod_names().into_iter().map(str::to_owned).collect()
+    lab.answering(from, proto, to, CONNECTIONS)
 }
 
 /// Asserts that pod `x` (TCP and UDP, to both ClusterIPs) and client `ext` (TCP, to both

@@ -47,6 +47,22 @@ impl Lab {
 }
 
 impl Lab {
+    /// The pods that answered `n` new connections from `from` to `to`, sorted; panics if
+    /// any connection got no answer.
+    pub fn answering(
+        &self,
+        from: Member<'_>,
+        proto: Proto,
+        to: SocketAddr,
+        n: usize,
+    ) -> Vec<String> {
+        let spread = self.spread(from, proto, to, n);
+        spread.assert_all_answered();
+        spread.pods.into_iter().collect()
+    }
+}
+
+impl Lab {
     /// Sends an SCTP INIT from `from` to `to` through a raw socket and returns what pod
     /// `capture_at` received within [`TIMEOUT`] (`None`: nothing arrived). See [`sctp`].
     pub fn sctp_init(
