@@ -7,6 +7,11 @@ use super::plan::{self, Node};
 use super::{Attach, Lab, LabBuilder, Member};
 use crate::common::netns::NetNs;
 
+/// Put before a script: removes nftproxy's tables if present (adding first makes the delete
+/// safe when they are absent), in the same transaction that loads the new ones.
+const REPLACE_TABLES: &str = "add table ip nftproxy\ndelete table ip nftproxy\n\
+                              add table ip6 nftproxy\ndelete table ip6 nftproxy\n";
+
 impl Lab {
     /// An empty description: add pods and clients, then build.
     pub fn builder() -> LabBuilder {
@@ -129,9 +134,11 @@ impl Lab {
         super::topology::ip_batch(&self.node1, &[format!("addr add {cidr} dev lan0 nodad")]);
     }
 
-    /// Loads an nft script into node-1; panics with nft's error.
+    /// Loads an nft script into node-1 in place of whatever nftproxy tables it holds (one
+    /// transaction, so a test can reload a changed cluster); panics with nft's error.
     pub fn load_ruleset(&self, script: &str) {
-        if let Err(e) = self.node1.nft_load(script, false) {
+        let script = format!("{REPLACE_TABLES}{script}");
+        if let Err(e) = self.node1.nft_load(&script, false) {
             panic!("nft -f rejected the ruleset: {e}\n--- ruleset ---\n{script}");
         }
     }

@@ -3,8 +3,8 @@
 //!
 //! [`BASE`] has no zone labels, and a second `node-1` object in a test's manifests would
 //! make the Node ambiguous (the compiler ignores it), so the labels go into a copy of
-//! [`BASE`] instead. Loading deletes and recreates nftproxy's tables in one transaction,
-//! which is how a test "reloads" a changed cluster.
+//! [`BASE`] instead. Loading replaces nftproxy's tables, so a test can reload a changed
+//! cluster.
 
 use super::Lab;
 use super::cluster::{BASE, Compiled, Format};
@@ -12,11 +12,6 @@ use super::plan::Node;
 
 /// The Node label holding a node's zone.
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
-
-/// Prepended to a compiled ruleset: removes nftproxy's tables if present, in the same
-/// transaction that loads the new ones.
-const REPLACE_TABLES: &str = "add table ip nftproxy\ndelete table ip nftproxy\n\
-                              add table ip6 nftproxy\ndelete table ip6 nftproxy\n";
 
 /// [`BASE`] with `zones[0]` as node-1's zone label and `zones[1]` as node-2's (`None`: no
 /// label).
@@ -49,7 +44,7 @@ impl Lab {
     ) -> Compiled {
         let base = zoned_base(zones);
         let compiled = super::cluster::compile_on(&base, manifests, config, Format::Nft, &[]);
-        self.load_ruleset(&format!("{REPLACE_TABLES}{}", compiled.output));
+        self.load_ruleset(&compiled.output);
         compiled
     }
 }
