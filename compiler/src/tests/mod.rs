@@ -10,7 +10,7 @@ mod services;
 mod topology;
 mod udp_ports;
 
-use crate::testing::{ServiceBuilder, service};
+use crate::testing::{EndpointBuilder, ServiceBuilder, SliceBuilder, service, slice};
 use nftproxy_rules::Verdict;
 
 fn goto(chain: &str) -> Verdict {
@@ -20,4 +20,13 @@ fn goto(chain: &str) -> Verdict {
 /// `ns/web`: ClusterIP 198.19.0.10, port `http` 80/TCP.
 fn web() -> ServiceBuilder {
     service("ns/web").cluster_ip("198.19.0.10").port("http", 80)
+}
+
+/// `ns/web`'s IPv4 slice `ns/web-1` with these endpoints, `http` -> 8080.
+fn web_slice(endpoints: impl IntoIterator<Item = EndpointBuilder>) -> SliceBuilder {
+    endpoints
+        .into_iter()
+        .fold(slice("ns/web-1", "web").port("http", 8080), |s, e| {
+            s.endpoint(e)
+        })
 }

@@ -4,7 +4,7 @@
 
 use nftproxy_rules::{Family, Verdict};
 
-use super::{goto, web};
+use super::{goto, web, web_slice};
 use crate::testing::{cluster, ep, service, slice};
 
 #[test]
@@ -89,12 +89,10 @@ fn unnamed_service_port_matches_the_unnamed_slice_port() {
 fn terminating_endpoints_are_used_only_when_none_is_ready() {
     let with_ready = cluster()
         .service(web())
-        .slice(
-            slice("ns/web-1", "web")
-                .port("http", 8080)
-                .endpoint(ep("198.18.1.5"))
-                .endpoint(ep("198.18.1.6").terminating()),
-        )
+        .slice(web_slice([
+            ep("198.18.1.5"),
+            ep("198.18.1.6").terminating(),
+        ]))
         .compile();
     assert_eq!(
         with_ready.targets("198.19.0.10", "TCP", 80),
@@ -103,13 +101,11 @@ fn terminating_endpoints_are_used_only_when_none_is_ready() {
 
     let without_ready = cluster()
         .service(web())
-        .slice(
-            slice("ns/web-1", "web")
-                .port("http", 8080)
-                .endpoint(ep("198.18.1.5").not_ready())
-                .endpoint(ep("198.18.1.6").terminating())
-                .endpoint(ep("198.18.1.7").not_serving()),
-        )
+        .slice(web_slice([
+            ep("198.18.1.5").not_ready(),
+            ep("198.18.1.6").terminating(),
+            ep("198.18.1.7").not_serving(),
+        ]))
         .compile();
     assert_eq!(
         without_ready.targets("198.19.0.10", "TCP", 80),
@@ -121,11 +117,7 @@ fn terminating_endpoints_are_used_only_when_none_is_ready() {
 fn not_serving_endpoints_are_never_used() {
     let compiled = cluster()
         .service(web())
-        .slice(
-            slice("ns/web-1", "web")
-                .port("http", 8080)
-                .endpoint(ep("198.18.1.7").not_serving()),
-        )
+        .slice(web_slice([ep("198.18.1.7").not_serving()]))
         .compile();
     assert_eq!(
         compiled.no_endpoint("198.19.0.10", "TCP", 80).unwrap().0,
@@ -137,12 +129,10 @@ fn not_serving_endpoints_are_never_used() {
 fn missing_serving_condition_follows_ready() {
     let compiled = cluster()
         .service(web())
-        .slice(
-            slice("ns/web-1", "web")
-                .port("http", 8080)
-                .endpoint(ep("198.18.1.5").conditions(Some(false), None, Some(true)))
-                .endpoint(ep("198.18.1.6").conditions(None, None, None)),
-        )
+        .slice(web_slice([
+            ep("198.18.1.5").conditions(Some(false), None, Some(true)),
+            ep("198.18.1.6").conditions(None, None, None),
+        ]))
         .compile();
     assert_eq!(
         compiled.targets("198.19.0.10", "TCP", 80),
@@ -154,12 +144,10 @@ fn missing_serving_condition_follows_ready() {
 fn internal_local_uses_only_endpoints_on_this_node() {
     let compiled = cluster()
         .service(web().internal_local())
-        .slice(
-            slice("ns/web-1", "web")
-                .port("http", 8080)
-                .endpoint(ep("198.18.1.5").node("node-1"))
-                .endpoint(ep("198.18.2.5").node("node-2")),
-        )
+        .slice(web_slice([
+            ep("198.18.1.5").node("node-1"),
+            ep("198.18.2.5").node("node-2"),
+        ]))
         .compile();
     assert_eq!(
         compiled.targets("198.19.0.10", "TCP", 80),
@@ -171,11 +159,7 @@ fn internal_local_uses_only_endpoints_on_this_node() {
 fn internal_local_without_local_endpoints_drops() {
     let compiled = cluster()
         .service(web().internal_local())
-        .slice(
-            slice("ns/web-1", "web")
-                .port("http", 8080)
-                .endpoint(ep("198.18.2.5").node("node-2")),
-        )
+        .slice(web_slice([ep("198.18.2.5").node("node-2")]))
         .compile();
     assert_eq!(
         compiled.no_endpoint("198.19.0.10", "TCP", 80).unwrap().0,
@@ -197,12 +181,10 @@ fn internal_local_without_any_endpoint_rejects() {
 fn internal_local_decides_the_terminating_fallback_among_local_endpoints() {
     let compiled = cluster()
         .service(web().internal_local())
-        .slice(
-            slice("ns/web-1", "web")
-                .port("http", 8080)
-                .endpoint(ep("198.18.1.5").node("node-1").terminating())
-                .endpoint(ep("198.18.2.5").node("node-2")),
-        )
+        .slice(web_slice([
+            ep("198.18.1.5").node("node-1").terminating(),
+            ep("198.18.2.5").node("node-2"),
+        ]))
         .compile();
     assert_eq!(
         compiled.targets("198.19.0.10", "TCP", 80),
@@ -214,11 +196,7 @@ fn internal_local_decides_the_terminating_fallback_among_local_endpoints() {
 fn an_endpoint_listed_twice_is_used_once_preferring_its_ready_copy() {
     let compiled = cluster()
         .service(web())
-        .slice(
-            slice("ns/web-1", "web")
-                .port("http", 8080)
-                .endpoint(ep("198.18.1.5").terminating()),
-        )
+        .slice(web_slice([ep("198.18.1.5").terminating()]))
         .slice(
             slice("ns/web-2", "web")
                 .port("http", 8080)

@@ -5,7 +5,7 @@
 
 use nftproxy_rules::{Family, L4Proto, Verdict};
 
-use super::web;
+use super::{web, web_slice};
 use crate::testing::{
     Cluster, EndpointBuilder, SliceBuilder, cluster, ep, node, service, slice, zoned_node,
 };
@@ -13,15 +13,6 @@ use crate::testing::{
 /// node-1, the node compiled for, in zone-a.
 fn in_zone_a() -> Cluster {
     cluster().node(zoned_node("node-1", "zone-a"))
-}
-
-/// `ns/web`'s IPv4 slice with these endpoints, `http` -> 8080.
-fn web_slice(endpoints: impl IntoIterator<Item = EndpointBuilder>) -> SliceBuilder {
-    endpoints
-        .into_iter()
-        .fold(slice("ns/web-1", "web").port("http", 8080), |s, e| {
-            s.endpoint(e)
-        })
 }
 
 /// a (node-1) and c (node-3) hinted for zone-a, b (node-2) for zone-b.
