@@ -263,15 +263,21 @@ async fn initial_sync_yields_exactly_the_proxied_objects() {
         assert_eq!(names(&view, Kind::EndpointSlice), ["demo/a-1", "demo/b-1"]);
         assert_eq!(names(&view, Kind::Node), [NODE]);
         assert_eq!(names(&view, Kind::ServiceCidr), ["kubernetes"]);
-        // The objects are the served ones, decoded.
-        let a = &snapshot.services[0];
+        // The objects are the served ones, decoded (the snapshot has no particular order).
+        let a = snapshot
+            .services
+            .iter()
+            .find(|s| s.name_any() == "a")
+            .expect("service demo/a");
         let spec = a.spec.as_ref().expect("spec");
         assert_eq!(spec.cluster_ip.as_deref(), Some("198.19.0.10"));
         assert_eq!(spec.ports.as_ref().expect("ports")[0].port, 80);
-        assert_eq!(
-            snapshot.endpoint_slices[0].endpoints[0].addresses,
-            ["198.18.1.10"]
-        );
+        let a_1 = snapshot
+            .endpoint_slices
+            .iter()
+            .find(|s| s.name_any() == "a-1")
+            .expect("slice demo/a-1");
+        assert_eq!(a_1.endpoints[0].addresses, ["198.18.1.10"]);
         assert!(snapshot.endpoints.is_empty());
         // What nobody reads is not kept: managed fields and kubectl's last-applied copy.
         assert!(a.metadata.managed_fields.is_none());
