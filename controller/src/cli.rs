@@ -101,6 +101,19 @@ pub struct RunArgs {
     /// The nftables helper program (default: `nftproxy-nft` next to this program, else in $PATH).
     #[arg(long, value_name = "FILE")]
     pub nft_helper: Option<PathBuf>,
+
+    /// How partial syncs reach the kernel: `netlink` (batches nftproxy encodes itself,
+    /// falling back to libnftables for what the encoder does not cover) or `libnftables`
+    /// (always through the helper). Full syncs always use libnftables.
+    #[arg(long, value_enum, value_name = "ROUTE", default_value = "netlink")]
+    pub partial_apply: PartialApply,
+}
+
+/// The `--partial-apply` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PartialApply {
+    Netlink,
+    Libnftables,
 }
 
 #[derive(Debug, Args)]

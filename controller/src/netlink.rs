@@ -58,6 +58,24 @@ impl NetlinkSocket {
         })
     }
 
+    /// Sets an integer socket option (`setsockopt(level, name, value)`).
+    pub fn set_int_option(&self, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+        // SAFETY: `value` is a live c_int and the length passed is its exact size.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.socket.as_raw_fd(),
+                level,
+                name,
+                (&raw const value).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Subscribes the socket to the multicast `groups` (a bitmask).
     pub fn bind_groups(&self, groups: u32) -> io::Result<()> {
         // SAFETY: sockaddr_nl is plain data for which all zero bytes is a valid value.

@@ -14,36 +14,93 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nftproxy_compiler::{ClusterSnapshot, CompileConfig, UdpPort};
+use nftproxy_rules::{Ruleset, TableId, Transaction};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::addresses::AddressWatcher;
 use crate::cli::{CleanupArgs, RunArgs};
 use crate::conntrack;
+use crate::cli::PartialApply;
+use crate::kernel::batch;
+use crate::kernel::direct::{DirectError, Netfilter};
 use crate::kernel::{Kernel, KernelError};
 use crate::manifest_source::ManifestSource;
 use crate::settings::Settings;
 use crate::sources::{ClusterSources, SourcesConfig};
-use crate::sync::{Syncer, Target};
+use crate::sync::{Route, Syncer, Target};
 use crate::sync_loop::{self, Changes, Outcome, Source, Timing};
 
 /// How often a manifest directory is checked for changes.
 const MANIFEST_POLL: Duration = Duration::from_millis(200);
 
 /// The kernel as the syncer uses it: a listing that the model cannot represent means
-/// "replace the tables", any other failure is an error.
+/// "replace the tables", any other failure is an error. Partial syncs go as netlink
+/// batches of nftproxy's own when `netfilter` is set and the encoder covers them.
 #[derive(Debug)]
-pub struct KernelTarget(pub Kernel);
+pub struct KernelTarget {
+    pub kernel: Kernel,
+    pub netfilter: Option<Netfilter>,
+}
+
+impl KernelTarget {
+    /// A target that sends partial syncs as netlink batches when `partial` says so.
+    pub fn new(kernel: Kernel, partial: PartialApply) -> anyhow::Result<Self> {
+        let netfilter = match partial {
+            PartialApply::Netlink => {
+                Some(Netfilter::open().context("cannot open a netfilter netlink socket")?)
+            }
+            PartialApply::Libnftables => None,
+        };
+        Ok(KernelTarget { kernel, netfilter })
+    }
+}
+
+/// The declaration of set `name` in `table` of `ruleset`.
+fn declared_set<'a>(ruleset: &'a Ruleset, table: &TableId, name: &str) -> Option<&'a nftproxy_rules::Set> {
+    ruleset.table(table).and_then(|t| t.sets.get(name))
+}
 
 impl Target for KernelTarget {
     type Error = KernelError;
 
-    fn apply(&mut self, transaction: &nftproxy_rules::Transaction) -> Result<(), KernelError> {
-        self.0.apply(transaction)
+    fn apply(&mut self, transaction: &Transaction) -> Result<(), KernelError> {
+        self.kernel.apply(transaction)
+    }
+
+    fn apply_partial(
+        &mut self,
+        transaction: &Transaction,
+        current: &Ruleset,
+        desired: &Ruleset,
+    ) -> Result<Route, KernelError> {
+        let Some(netfilter) = self.netfilter.as_mut() else {
+            return self.apply(transaction).map(|()| Route::Libnftables);
+        };
+        let set = |table: &TableId, name: &str| declared_set(desired, table, name)
+            .or_else(|| declared_set(current, table, name));
+        let batch = match batch::encode(transaction, netfilter.next_seq(), set) {
+            Ok(batch) => batch,
+            Err(unsupported) => {
+                tracing::debug!(%unsupported, "partial sync through libnftables");
+                return self.apply(transaction).map(|()| Route::Libnftables);
+            }
+        };
+        match netfilter.apply(&batch, transaction) {
+            Ok(()) => Ok(Route::Netlink),
+            Err(DirectError::Io(err)) => {
+                // Nothing reached nf_tables: the same transaction can go the other way.
+                tracing::warn!(%err, "netlink batch not sent; using libnftables");
+                self.apply(transaction).map(|()| Route::Libnftables)
+            }
+            Err(err) => Err(KernelError::Refused {
+                message: err.to_string(),
+            }),
+        }
     }
 
     fn list(&mut self) -> Result<Option<nftproxy_rules::Ruleset>, KernelError> {
-        match self.0.list() {
+        match self.kernel.list() {
             Ok(ruleset) => Ok(Some(ruleset)),
             Err(KernelError::ParseListing { source }) => {
                 tracing::warn!(
@@ -85,7 +142,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         node_ips: args.node.node_ips.clone(),
         local: local.as_ref(),
     };
-    let mut syncer = Syncer::new(KernelTarget(kernel), config);
+    let mut syncer = Syncer::new(KernelTarget::new(kernel, args.partial_apply)?, config);
     if let Some(dir) = &args.manifests {
         let source = Arc::new(ManifestSource::new(dir));
         source.refresh();
@@ -220,6 +277,7 @@ fn run_loop(
                     operations = report.operations,
                     commands = report.commands,
                     replaced = report.replaced,
+                    via = report.route.map_or("-", |r| r.as_str()),
                     snapshot_ms = ms(report.snapshot_time),
                     compile_ms = ms(report.compile_time),
                     apply_ms = ms(report.apply_time),

@@ -21,10 +21,41 @@ pub trait Target {
     /// Applies `transaction` as one batch: all of it or nothing.
     fn apply(&mut self, transaction: &Transaction) -> Result<(), Self::Error>;
 
+    /// Applies the transaction of a partial sync, which turns `current` (what the kernel
+    /// holds) into `desired`. A target may take a faster route for these; by default the
+    /// same as [`Target::apply`].
+    fn apply_partial(
+        &mut self,
+        transaction: &Transaction,
+        current: &Ruleset,
+        desired: &Ruleset,
+    ) -> Result<Route, Self::Error> {
+        let _ = (current, desired);
+        self.apply(transaction).map(|()| Route::Libnftables)
+    }
+
     /// nftproxy's tables as the kernel holds them (absent tables are simply missing).
     /// `Ok(None)` when the tables exist but their content cannot be read back into the
     /// model (someone added something nftproxy never writes): the sync then replaces them.
     fn list(&mut self) -> Result<Option<Ruleset>, Self::Error>;
+}
+
+/// How a transaction reached the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Through libnftables (the `nftproxy-nft` helper).
+    Libnftables,
+    /// As a netlink batch nftproxy encoded itself.
+    Netlink,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Libnftables => "libnftables",
+            Route::Netlink => "netlink",
+        }
+    }
 }
 
 /// Full (listed the kernel first) or partial (diffed against the last applied ruleset).
@@ -53,6 +84,8 @@ pub struct SyncReport {
     pub commands: usize,
     /// Whether the tables were unreadable and so replaced as a whole.
     pub replaced: bool,
+    /// How the transaction was sent (`None` when nothing changed).
+    pub route: Option<Route>,
     /// Copying the cluster out of the sources (set by the loop, which takes the snapshot).
     pub snapshot_time: Duration,
     pub compile_time: Duration,
@@ -80,6 +113,7 @@ struct Converged {
     kind: SyncKind,
     transaction: Transaction,
     replaced: bool,
+    route: Option<Route>,
     apply_time: Duration,
     /// What the kernel held before (listed or remembered), to be freed.
     previous: Option<Ruleset>,
@@ -151,6 +185,7 @@ impl<T: Target> Syncer<T> {
             kind,
             transaction,
             replaced,
+            route,
             apply_time,
             previous,
         } = match result {
@@ -167,6 +202,7 @@ impl<T: Target> Syncer<T> {
             operations: transaction.object_operations(),
             commands: transaction.len(),
             replaced,
+            route,
             snapshot_time: Duration::ZERO,
             compile_time,
             apply_time,
@@ -186,19 +222,29 @@ impl<T: Target> Syncer<T> {
             None => (replace_tables(desired)?, true),
         };
         let started = Instant::now();
-        if !transaction.is_empty() {
-            self.target
-                .apply(&transaction)
-                .map_err(|source| SyncError::Apply {
-                    operations: transaction.object_operations(),
-                    source,
-                })?;
-        }
+        let route = if transaction.is_empty() {
+            None
+        } else {
+            let applied = match (&current, kind) {
+                (Some(current), SyncKind::Partial) => {
+                    self.target.apply_partial(&transaction, current, desired)
+                }
+                _ => self
+                    .target
+                    .apply(&transaction)
+                    .map(|()| Route::Libnftables),
+            };
+            Some(applied.map_err(|source| SyncError::Apply {
+                operations: transaction.object_operations(),
+                source,
+            })?)
+        };
         let apply_time = started.elapsed();
         Ok(Converged {
             kind,
             transaction,
             replaced,
+            route,
             apply_time,
             previous: current,
         })

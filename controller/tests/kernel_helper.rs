@@ -17,6 +17,10 @@ mod common;
 #[path = "../src/kernel/mod.rs"]
 mod kernel;
 
+#[allow(dead_code)]
+#[path = "../src/netlink.rs"]
+mod netlink;
+
 #[path = "../../compiler/tests/support/fixtures.rs"]
 mod fixtures;
 

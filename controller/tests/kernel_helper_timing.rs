@@ -18,6 +18,10 @@ mod common;
 #[path = "../src/kernel/mod.rs"]
 mod kernel;
 
+#[allow(dead_code)]
+#[path = "../src/netlink.rs"]
+mod netlink;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -13,6 +13,8 @@
 //! the next call starts a new one (once per call; see [`helper`] for when a request is
 //! sent again).
 
+pub mod batch;
+pub mod direct;
 mod helper;
 
 use std::io;

@@ -1,0 +1,325 @@
+//! Encodes a transaction as one nf_tables netlink batch, without libnftables.
+//!
+//! libnftables fetches a cache of the whole ruleset before it runs even one `add element`,
+//! which costs tens of milliseconds at 10k services. The diff already knows every name, so
+//! incremental syncs need no cache: this module writes the batch itself. It covers what the
+//! compiler emits in chains and in elements of non-interval sets. A transaction with
+//! anything else (set declarations, interval sets, anonymous sets) is [`Unsupported`] and
+//! goes through libnftables instead. `tests/kernel_batch.rs` checks every construct against
+//! the kernel: what nft lists after a batch equals the model.
+
+mod attrs;
+mod expr;
+mod nft;
+
+use nftproxy_rules::{
+    ChainType, Element, Family, Hook, Op, Policy, Rule, Set, SetFlag, TableId, Transaction,
+    Value,
+};
+
+use self::attrs::Writer;
+use self::nft::*;
+
+pub use self::nft::NFNL_SUBSYS_NFTABLES;
+
+/// What the encoder cannot express; the transaction then goes through libnftables.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the netlink encoder does not cover {what}")]
+pub struct Unsupported {
+    what: &'static str,
+}
+
+impl Unsupported {
+    fn new(what: &'static str) -> Self {
+        Unsupported { what }
+    }
+}
+
+/// An encoded batch: the bytes to send and the sequence number of each operation's message.
+#[derive(Debug)]
+pub struct Batch {
+    pub bytes: Vec<u8>,
+    /// `(sequence number, index of the op in the transaction)` for every message between
+    /// the batch's begin and end.
+    pub messages: Vec<(u32, usize)>,
+    /// The sequence number of the last message, the only one that asks for an ack.
+    pub last_seq: u32,
+}
+
+/// Elements per `NEWSETELEM`/`DELSETELEM` message are cut so that the nested element list
+/// (whose length is 16 bits) stays well below 64 KiB.
+const ELEMENTS_NEST_LIMIT: usize = 32 * 1024;
+
+/// Encodes `transaction` with sequence numbers from `first_seq` on. `set` finds the
+/// declaration of a set the transaction adds elements to or deletes elements from.
+pub fn encode<'a>(
+    transaction: &Transaction,
+    first_seq: u32,
+    set: impl Fn(&TableId, &str) -> Option<&'a Set>,
+) -> Result<Batch, Unsupported> {
+    let mut encoder = Encoder {
+        w: Writer::new(),
+        seq: first_seq,
+        messages: Vec::new(),
+        last_start: None,
+    };
+    let seq = encoder.next_seq();
+    let begin = encoder.w.begin_message(
+        NFNL_MSG_BATCH_BEGIN,
+        NLM_F_REQUEST,
+        seq,
+        0,
+        NFNL_SUBSYS_NFTABLES,
+    );
+    encoder.w.end_message(begin);
+    for (index, op) in transaction.ops.iter().enumerate() {
+        encoder.op(index, op, &set)?;
+    }
+    let Some(&(last_seq, _)) = encoder.messages.last() else {
+        return Err(Unsupported::new("an empty transaction"));
+    };
+    if let Some(last) = encoder.last_start {
+        encoder.w.add_flags(last, NLM_F_ACK);
+    }
+    let seq = encoder.next_seq();
+    let end = encoder.w.begin_message(
+        NFNL_MSG_BATCH_END,
+        NLM_F_REQUEST,
+        seq,
+        0,
+        NFNL_SUBSYS_NFTABLES,
+    );
+    encoder.w.end_message(end);
+    Ok(Batch {
+        bytes: encoder.w.into_bytes(),
+        messages: encoder.messages,
+        last_seq,
+    })
+}
+
+struct Encoder {
+    w: Writer,
+    seq: u32,
+    messages: Vec<(u32, usize)>,
+    /// Where the last operation's message starts, to set `NLM_F_ACK` on it at the end.
+    last_start: Option<attrs::Open>,
+}
+
+fn family_number(family: Family) -> Result<u8, Unsupported> {
+    match family {
+        Family::Ip => Ok(NFPROTO_IPV4 as u8),
+        Family::Ip6 => Ok(NFPROTO_IPV6 as u8),
+        Family::Inet => Err(Unsupported::new("inet tables")),
+    }
+}
+
+impl Encoder {
+    fn next_seq(&mut self) -> u32 {
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        seq
+    }
+
+    /// Starts the message of op `index`.
+    fn begin(&mut self, index: usize, msg: u16, flags: u16, table: &TableId) -> Result<attrs::Open, Unsupported> {
+        let family = family_number(table.family)?;
+        let seq = self.next_seq();
+        self.messages.push((seq, index));
+        let kind = (NFNL_SUBSYS_NFTABLES << 8) | msg;
+        let open = self.w.begin_message(kind, NLM_F_REQUEST | flags, seq, family, 0);
+        self.last_start = Some(open);
+        Ok(open)
+    }
+
+    fn op<'a>(
+        &mut self,
+        index: usize,
+        op: &Op,
+        set: &impl Fn(&TableId, &str) -> Option<&'a Set>,
+    ) -> Result<(), Unsupported> {
+        match op {
+            Op::AddTable(table) => {
+                if table.comment.is_some() {
+                    return Err(Unsupported::new("table comments"));
+                }
+                let id = table.id();
+                let msg = self.begin(index, NFT_MSG_NEWTABLE, NLM_F_CREATE, &id)?;
+                self.w.str(NFTA_TABLE_NAME, &id.name);
+                self.w.end_message(msg);
+            }
+            Op::DeleteTable(id) => {
+                let msg = self.begin(index, NFT_MSG_DELTABLE, 0, id)?;
+                self.w.str(NFTA_TABLE_NAME, &id.name);
+                self.w.end_message(msg);
+            }
+            Op::AddChain { table, chain } => {
+                if chain.comment.is_some() {
+                    return Err(Unsupported::new("chain comments"));
+                }
+                let msg = self.begin(index, NFT_MSG_NEWCHAIN, NLM_F_CREATE, table)?;
+                self.w.str(NFTA_CHAIN_TABLE, &table.name);
+                self.w.str(NFTA_CHAIN_NAME, &chain.name);
+                if let Some(base) = &chain.base {
+                    let hook = self.w.begin_nest(NFTA_CHAIN_HOOK);
+                    self.w.u32(NFTA_HOOK_HOOKNUM, hook_number(base.hook));
+                    self.w.u32(NFTA_HOOK_PRIORITY, base.priority as u32);
+                    self.w.end_nest(hook);
+                    let policy = match base.policy {
+                        Policy::Accept => NF_ACCEPT,
+                        Policy::Drop => NF_DROP,
+                    };
+                    self.w.u32(NFTA_CHAIN_POLICY, policy as u32);
+                    self.w.str(NFTA_CHAIN_TYPE, chain_type(base.chain_type));
+                }
+                self.w.end_message(msg);
+            }
+            Op::FlushChain { table, chain } => {
+                let msg = self.begin(index, NFT_MSG_DELRULE, 0, table)?;
+                self.w.str(NFTA_RULE_TABLE, &table.name);
+                self.w.str(NFTA_RULE_CHAIN, chain);
+                self.w.end_message(msg);
+            }
+            Op::DeleteChain { table, chain } => {
+                let msg = self.begin(index, NFT_MSG_DELCHAIN, 0, table)?;
+                self.w.str(NFTA_CHAIN_TABLE, &table.name);
+                self.w.str(NFTA_CHAIN_NAME, chain);
+                self.w.end_message(msg);
+            }
+            Op::AddRule { table, chain, rule } => self.add_rule(index, table, chain, rule)?,
+            Op::AddSet { .. } => return Err(Unsupported::new("set declarations")),
+            Op::DeleteSet { table, set } => {
+                let msg = self.begin(index, NFT_MSG_DELSET, 0, table)?;
+                self.w.str(NFTA_SET_TABLE, &table.name);
+                self.w.str(NFTA_SET_NAME, set);
+                self.w.end_message(msg);
+            }
+            Op::AddElements {
+                table,
+                set: name,
+                elements,
+            } => {
+                let declared = set(table, name).ok_or(Unsupported::new("an undeclared set"))?;
+                self.elements(index, NFT_MSG_NEWSETELEM, table, declared, elements)?;
+            }
+            Op::DeleteElements {
+                table,
+                set: name,
+                elements,
+            } => {
+                let declared = set(table, name).ok_or(Unsupported::new("an undeclared set"))?;
+                self.elements(index, NFT_MSG_DELSETELEM, table, declared, elements)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn add_rule(&mut self, index: usize, table: &TableId, chain: &str, rule: &Rule) -> Result<(), Unsupported> {
+        let msg = self.begin(index, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, table)?;
+        self.w.str(NFTA_RULE_TABLE, &table.name);
+        self.w.str(NFTA_RULE_CHAIN, chain);
+        expr::rule_expressions(&mut self.w, table.family, &rule.stmts)?;
+        if let Some(comment) = &rule.comment {
+            self.w.attr(NFTA_RULE_USERDATA, &comment_udata(comment)?);
+        }
+        self.w.end_message(msg);
+        Ok(())
+    }
+
+    /// `NEWSETELEM`/`DELSETELEM` messages for `elements`, as many as the size limit needs.
+    fn elements(
+        &mut self,
+        index: usize,
+        msg_type: u16,
+        table: &TableId,
+        set: &Set,
+        elements: &[Element],
+    ) -> Result<(), Unsupported> {
+        if set.flags.iter().any(|f| matches!(f, SetFlag::Interval)) {
+            return Err(Unsupported::new("elements of interval sets"));
+        }
+        let flags = if msg_type == NFT_MSG_NEWSETELEM { NLM_F_CREATE } else { 0 };
+        let mut rest = elements;
+        while !rest.is_empty() {
+            let msg = self.begin(index, msg_type, flags, table)?;
+            self.w.str(NFTA_SET_ELEM_LIST_TABLE, &table.name);
+            self.w.str(NFTA_SET_ELEM_LIST_SET, &set.name);
+            let list = self.w.begin_nest(NFTA_SET_ELEM_LIST_ELEMENTS);
+            let start = self.w.len();
+            let mut taken = 0;
+            for element in rest {
+                if taken > 0 && self.w.len() - start > ELEMENTS_NEST_LIMIT {
+                    break;
+                }
+                self.element(set, element, msg_type == NFT_MSG_NEWSETELEM)?;
+                taken += 1;
+            }
+            self.w.end_nest(list);
+            self.w.end_message(msg);
+            rest = &rest[taken..];
+        }
+        Ok(())
+    }
+
+    fn element(&mut self, set: &Set, element: &Element, with_data: bool) -> Result<(), Unsupported> {
+        let key = &element.key.0;
+        if key.len() != set.key.len() || key.is_empty() {
+            return Err(Unsupported::new("an element whose key does not fit its set"));
+        }
+        let mut bytes = Vec::with_capacity(key.len() * 4);
+        for value in key {
+            if matches!(value, Value::Prefix(_) | Value::Verdict(_)) {
+                return Err(Unsupported::new("prefixes or verdicts in element keys"));
+            }
+            bytes.extend(expr::value_bytes(value)?);
+            if key.len() > 1 {
+                // Concatenation components are each padded to 32 bits.
+                bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+            }
+        }
+        let item = self.w.begin_nest(NFTA_LIST_ELEM);
+        let nest = self.w.begin_nest(NFTA_SET_ELEM_KEY);
+        self.w.attr(NFTA_DATA_VALUE, &bytes);
+        self.w.end_nest(nest);
+        if with_data {
+            match (&element.value, set.value) {
+                (Some(Value::Verdict(verdict)), Some(_)) => {
+                    expr::data_verdict(&mut self.w, NFTA_SET_ELEM_DATA, verdict);
+                }
+                (Some(value), Some(_)) => {
+                    expr::data_value(&mut self.w, NFTA_SET_ELEM_DATA, &expr::value_bytes(value)?);
+                }
+                (None, None) => {}
+                _ => return Err(Unsupported::new("an element whose value does not fit its set")),
+            }
+            if let Some(comment) = &element.comment {
+                self.w.attr(NFTA_SET_ELEM_USERDATA, &comment_udata(comment)?);
+            }
+        }
+        self.w.end_nest(item);
+        Ok(())
+    }
+}
+
+/// The user data nft stores a comment in: one TLV entry holding the NUL-terminated text.
+fn comment_udata(comment: &str) -> Result<Vec<u8>, Unsupported> {
+    let len = u8::try_from(comment.len() + 1)
+        .map_err(|_| Unsupported::new("comments of 255 bytes or more"))?;
+    let mut bytes = vec![UDATA_COMMENT, len];
+    bytes.extend_from_slice(comment.as_bytes());
+    bytes.push(0);
+    Ok(bytes)
+}
+
+fn hook_number(hook: Hook) -> u32 {
+    match hook {
+        Hook::Prerouting => NF_INET_PRE_ROUTING,
+        Hook::Input => NF_INET_LOCAL_IN,
+        Hook::Forward => NF_INET_FORWARD,
+        Hook::Output => NF_INET_LOCAL_OUT,
+        Hook::Postrouting => NF_INET_POST_ROUTING,
+    }
+}
+
+fn chain_type(chain_type: ChainType) -> &'static str {
+    chain_type.keyword()
+}

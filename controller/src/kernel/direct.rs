@@ -1,0 +1,147 @@
+//! Sends nf_tables batches straight to the kernel over a netfilter netlink socket.
+//!
+//! The kernel runs a batch inside the `send` call and queues its answers before `send`
+//! returns: an error for every message it refused (the whole batch is then undone) and an
+//! acknowledgement for the last message, which alone asks for one. So after sending, the
+//! socket is drained without waiting, and the batch took effect exactly when that
+//! acknowledgement is there and no error is.
+
+use std::io;
+use std::time::Duration;
+
+use nftproxy_rules::{Op, Transaction};
+
+use super::batch::Batch;
+use crate::netlink::{self, NetlinkSocket};
+
+/// Room for the kernel's answers to one batch (errors echo the refused message).
+const MIN_SEND_BUFFER: usize = 256 * 1024;
+
+/// Why a batch did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectError {
+    /// The batch never reached nf_tables (socket error): the kernel is unchanged.
+    #[error("cannot send the netlink batch: {0}")]
+    Io(#[from] io::Error),
+    /// nf_tables refused an operation; the whole batch was undone.
+    #[error("operation {index} ({what}): {error}")]
+    Refused {
+        index: usize,
+        what: String,
+        error: io::Error,
+    },
+    /// The kernel answered neither an error nor the acknowledgement.
+    #[error("the kernel did not acknowledge the batch")]
+    NoAnswer,
+}
+
+/// A netlink socket to nf_tables in the network namespace of the thread that opened it.
+#[derive(Debug)]
+pub struct Netfilter {
+    socket: NetlinkSocket,
+    next_seq: u32,
+    send_buffer: usize,
+}
+
+impl Netfilter {
+    pub fn open() -> io::Result<Self> {
+        let socket = NetlinkSocket::open(libc::NETLINK_NETFILTER, Duration::from_secs(5))?;
+        Ok(Netfilter {
+            socket,
+            next_seq: 1,
+            send_buffer: 0,
+        })
+    }
+
+    /// The sequence number the next batch starts at.
+    pub fn next_seq(&self) -> u32 {
+        self.next_seq
+    }
+
+    /// Sends `batch` (encoded from `transaction` with sequence numbers from
+    /// [`Self::next_seq`]) and reads the kernel's verdict on it.
+    pub fn apply(&mut self, batch: &Batch, transaction: &Transaction) -> Result<(), DirectError> {
+        self.next_seq = batch.last_seq.wrapping_add(2);
+        self.drain_stale()?;
+        let wanted = (batch.bytes.len() + 64 * 1024).max(MIN_SEND_BUFFER);
+        if wanted > self.send_buffer {
+            let size = libc::c_int::try_from(wanted).unwrap_or(libc::c_int::MAX);
+            self.socket
+                .set_int_option(libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, size)?;
+            self.socket
+                .set_int_option(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size)?;
+            self.send_buffer = wanted;
+        }
+        self.socket.send(&batch.bytes)?;
+        let mut refused = None;
+        let mut acknowledged = false;
+        loop {
+            let datagram = match self.socket.receive(libc::MSG_DONTWAIT) {
+                Ok(datagram) => datagram,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => return Err(DirectError::Io(err)),
+            };
+            for message in netlink::messages(datagram) {
+                let (kind, _, seq, payload) = message
+                    .map_err(|what| io::Error::new(io::ErrorKind::InvalidData, what))?;
+                if kind != netlink::NLMSG_ERROR {
+                    continue;
+                }
+                let code = netlink::error_code(payload).unwrap_or(-libc::EIO);
+                if code == 0 {
+                    acknowledged |= seq == batch.last_seq;
+                } else if refused.is_none() {
+                    let index = batch
+                        .messages
+                        .iter()
+                        .find(|(s, _)| *s == seq)
+                        .map_or(usize::MAX, |(_, index)| *index);
+                    refused = Some((index, io::Error::from_raw_os_error(-code)));
+                }
+            }
+        }
+        match refused {
+            Some((index, error)) => Err(DirectError::Refused {
+                index,
+                what: transaction
+                    .ops
+                    .get(index)
+                    .map_or_else(|| "unknown".to_owned(), describe),
+                error,
+            }),
+            None if acknowledged => Ok(()),
+            None => Err(DirectError::NoAnswer),
+        }
+    }
+
+    /// Drops answers left from an earlier batch (none are expected).
+    fn drain_stale(&mut self) -> io::Result<()> {
+        loop {
+            match self.socket.receive(libc::MSG_DONTWAIT) {
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}
+
+/// A short description of an operation for error messages.
+fn describe(op: &Op) -> String {
+    match op {
+        Op::AddTable(t) => format!("add table {}", t.id()),
+        Op::DeleteTable(id) => format!("delete table {id}"),
+        Op::AddChain { table, chain } => format!("add chain {table} {}", chain.name),
+        Op::FlushChain { table, chain } => format!("flush chain {table} {chain}"),
+        Op::DeleteChain { table, chain } => format!("delete chain {table} {chain}"),
+        Op::AddRule { table, chain, .. } => format!("add rule to {table} {chain}"),
+        Op::AddSet { table, set } => format!("add set {table} {}", set.name),
+        Op::DeleteSet { table, set } => format!("delete set {table} {set}"),
+        Op::AddElements { table, set, elements } => {
+            format!("add {} elements to {table} {set}", elements.len())
+        }
+        Op::DeleteElements { table, set, elements } => {
+            format!("delete {} elements from {table} {set}", elements.len())
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Kernel tests of the netlink batch encoder: what nft lists after a batch equals the model.
+//!
+//! Each test works in its own network namespace. Declarations go through libnftables (the
+//! `nftproxy-nft` helper), then rules and elements go as batches of nftproxy's own, and
+//! the listing is compared with the model: every construct of
+//! `rules::fixtures::every_construct()`, and the transactions between every pair of
+//! consecutive fixture clusters. Kernel tests need root; without it they skip, unless
+//! `NFTPROXY_REQUIRE_ROOT_TESTS=1`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+#[allow(dead_code)]
+#[path = "../src/kernel/mod.rs"]
+mod kernel;
+
+#[allow(dead_code)]
+#[path = "../src/netlink.rs"]
+mod netlink;
+
+#[path = "../../compiler/tests/support/fixtures.rs"]
+mod fixtures;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use common::netns::{NetNs, kernel_tests_enabled};
+use kernel::batch::{self, Batch};
+use kernel::direct::{DirectError, Netfilter};
+use kernel::{Kernel, tables};
+use nftproxy_compiler::compile;
+use nftproxy_rules::{
+    Element, Family, Op, Rule, Ruleset, Set, Stmt, TableId, Transaction, Value, Verdict, diff,
+    fixtures::every_construct,
+};
+
+fn helper() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    dir.join(kernel::HELPER)
+}
+
+/// The helper and a netfilter socket, both working inside `ns`.
+fn kernel_in(ns: &NetNs) -> (Kernel, Netfilter) {
+    let path = helper();
+    ns.run_inside(move || {
+        let kernel = Kernel::start(Some(&path)).expect("the helper starts");
+        (kernel, Netfilter::open().expect("a netfilter socket opens"))
+    })
+}
+
+fn set_in<'a>(rulesets: &[&'a Ruleset], table: &TableId, name: &str) -> Option<&'a Set> {
+    rulesets
+        .iter()
+        .find_map(|r| r.table(table).and_then(|t| t.sets.get(name)))
+}
+
+fn encode(tx: &Transaction, seq: u32, rulesets: &[&Ruleset]) -> Result<Batch, batch::Unsupported> {
+    batch::encode(tx, seq, |table, name| set_in(rulesets, table, name))
+}
+
+/// The tables of `ruleset` as listed by the kernel through nft, for comparison.
+fn listed(kernel: &Kernel) -> Ruleset {
+    kernel.list().expect("nft lists the tables")
+}
+
+/// Applies `tx` (turning `current` into `desired`) as a batch of our own when the encoder
+/// covers it, else through libnftables; returns whether it went as a batch.
+fn apply(
+    kernel: &Kernel,
+    netfilter: &mut Netfilter,
+    tx: &Transaction,
+    current: &Ruleset,
+    desired: &Ruleset,
+) -> bool {
+    match encode(tx, netfilter.next_seq(), &[desired, current]) {
+        Ok(batch) => {
+            netfilter
+                .apply(&batch, tx)
+                .unwrap_or_else(|e| panic!("the kernel refused our batch: {e}"));
+            true
+        }
+        Err(_) => {
+            kernel.apply(tx).expect("libnftables applies the rest");
+            false
+        }
+    }
+}
+
+#[test]
+fn every_construct_lists_back_as_the_model_after_a_batch() {
+    if !kernel_tests_enabled("every_construct_lists_back_as_the_model_after_a_batch") {
+        return;
+    }
+    let ns = NetNs::new("batch-constructs");
+    let (kernel, mut netfilter) = kernel_in(&ns);
+    let model = every_construct();
+    // Declarations (tables, sets, chains) through libnftables; everything else as batches,
+    // one operation per batch so that each construct is judged on its own.
+    let (declarations, contents): (Vec<Op>, Vec<Op>) =
+        nftproxy_rules::creation_ops(&model)
+            .into_iter()
+            .partition(|op| matches!(op, Op::AddTable(_) | Op::AddSet { .. } | Op::AddChain { .. }));
+    kernel
+        .apply(&Transaction { ops: declarations })
+        .expect("declarations load");
+    let mut unsupported = Vec::new();
+    let mut sent = 0;
+    for op in contents {
+        let tx = Transaction { ops: vec![op] };
+        match encode(&tx, netfilter.next_seq(), &[&model]) {
+            Ok(batch) => {
+                netfilter
+                    .apply(&batch, &tx)
+                    .unwrap_or_else(|e| panic!("refused: {e}\n{:?}", tx.ops[0]));
+                sent += 1;
+            }
+            Err(why) => {
+                unsupported.push((why.to_string(), tx.ops[0].clone()));
+                kernel.apply(&tx).expect("libnftables applies it");
+            }
+        }
+    }
+    // Only anonymous sets and interval-set elements are left to libnftables.
+    for (why, op) in &unsupported {
+        let expected = why.contains("anonymous set") || why.contains("interval sets");
+        assert!(expected, "unexpectedly unsupported ({why}): {op:?}");
+    }
+    assert!(sent >= 20, "only {sent} operations went as batches");
+    let listed = listed(&kernel);
+    assert_eq!(listed, model, "the kernel's listing differs from the model");
+    // A second opinion: nft's own JSON listing parses to the same ruleset.
+    let by_nft = Ruleset::from_nft_json(&ns.nft_list_json(), &tables()).unwrap();
+    assert_eq!(by_nft, model);
+}
+
+/// Every fixture cluster compiled, in name order.
+fn fixture_rulesets() -> Vec<(String, Ruleset)> {
+    fixtures::fixtures()
+        .into_iter()
+        .map(|(name, path)| {
+            let (snapshot, config) = fixtures::load(&name, &path);
+            let ruleset = compile(&snapshot, &config).ruleset;
+            (name, ruleset)
+        })
+        .collect()
+}
+
+#[test]
+fn transactions_between_fixture_clusters_land_exactly_as_batches() {
+    if !kernel_tests_enabled("transactions_between_fixture_clusters_land_exactly_as_batches") {
+        return;
+    }
+    let ns = NetNs::new("batch-fixtures");
+    let (kernel, mut netfilter) = kernel_in(&ns);
+    let rulesets = fixture_rulesets();
+    let mut current = Ruleset::new();
+    let mut as_batches = 0;
+    for (name, desired) in &rulesets {
+        let tx = diff(&current, desired).unwrap();
+        if apply(&kernel, &mut netfilter, &tx, &current, desired) {
+            as_batches += 1;
+        }
+        assert_eq!(&listed(&kernel), desired, "after moving to fixture {name}");
+        current = desired.clone();
+    }
+    // Most moves between clusters need no new set declaration and go as batches.
+    assert!(
+        as_batches * 2 >= rulesets.len(),
+        "only {as_batches} of {} transactions went as batches",
+        rulesets.len()
+    );
+}
+
+#[test]
+fn a_refused_batch_changes_nothing_and_names_the_operation() {
+    if !kernel_tests_enabled("a_refused_batch_changes_nothing_and_names_the_operation") {
+        return;
+    }
+    let ns = NetNs::new("batch-refused");
+    let (kernel, mut netfilter) = kernel_in(&ns);
+    let (_, model) = fixture_rulesets()
+        .into_iter()
+        .find(|(name, _)| name == "every-service-type")
+        .unwrap();
+    kernel.apply(&diff(&Ruleset::new(), &model).unwrap()).unwrap();
+    let table = TableId::new(Family::Ip, kernel::TABLE);
+    let element = Element::key([
+        Value::Ipv4(Ipv4Addr::new(198, 18, 9, 9)),
+        Value::Ipv4(Ipv4Addr::new(198, 18, 9, 9)),
+    ]);
+    let tx = Transaction {
+        ops: vec![
+            Op::AddElements {
+                table: table.clone(),
+                set: "endpoint-hairpin".into(),
+                elements: vec![element],
+            },
+            Op::FlushChain {
+                table: table.clone(),
+                chain: "reject-chain".into(),
+            },
+            // Refused: the chain does not exist.
+            Op::AddRule {
+                table: table.clone(),
+                chain: "no-such-chain".into(),
+                rule: Rule::new(vec![Stmt::Verdict(Verdict::Accept)]),
+            },
+        ],
+    };
+    let batch = encode(&tx, netfilter.next_seq(), &[&model]).unwrap();
+    let err = netfilter.apply(&batch, &tx).unwrap_err();
+    let DirectError::Refused { index, .. } = &err else {
+        panic!("expected a refusal, got {err}");
+    };
+    assert_eq!(*index, 2, "{err}");
+    assert!(err.to_string().contains("no-such-chain"), "{err}");
+    assert_eq!(listed(&kernel), model, "a refused batch left a change behind");
+    // The socket stays usable: the next batch lands.
+    let tx = Transaction {
+        ops: vec![tx.ops[0].clone()],
+    };
+    let batch = encode(&tx, netfilter.next_seq(), &[&model]).unwrap();
+    netfilter.apply(&batch, &tx).unwrap();
+    let hairpin = &listed(&kernel).tables[&table].sets["endpoint-hairpin"];
+    assert_eq!(
+        hairpin.elements.len(),
+        model.tables[&table].sets["endpoint-hairpin"].elements.len() + 1
+    );
+}
+
+#[test]
+fn a_batch_of_many_elements_is_split_into_messages_and_lands_whole() {
+    if !kernel_tests_enabled("a_batch_of_many_elements_is_split_into_messages_and_lands_whole") {
+        return;
+    }
+    let ns = NetNs::new("batch-large");
+    let (kernel, mut netfilter) = kernel_in(&ns);
+    let (_, model) = fixture_rulesets()
+        .into_iter()
+        .find(|(name, _)| name == "every-service-type")
+        .unwrap();
+    kernel.apply(&diff(&Ruleset::new(), &model).unwrap()).unwrap();
+    let table = TableId::new(Family::Ip, kernel::TABLE);
+    // 30 000 elements of `service-ips`, each a verdict with a comment: several messages.
+    let elements: Vec<Element> = (0..30_000u32)
+        .map(|i| {
+            let ip = Ipv4Addr::new(198, 19, (i >> 8) as u8 | 0x80, i as u8);
+            let port = 1000 + (i % 50) as u16;
+            Element::mapping(
+                [Value::Ipv4(ip), Value::Proto(nftproxy_rules::L4Proto::Tcp), Value::Port(port)],
+                Value::Verdict(Verdict::Goto("reject-chain".into())),
+            )
+            .with_comment(format!("bulk/service-{i}:http"))
+        })
+        .collect();
+    let tx = Transaction {
+        ops: vec![Op::AddElements {
+            table: table.clone(),
+            set: "service-ips".into(),
+            elements: elements.clone(),
+        }],
+    };
+    let batch = encode(&tx, netfilter.next_seq(), &[&model]).unwrap();
+    assert!(batch.messages.len() > 10, "{} messages", batch.messages.len());
+    netfilter.apply(&batch, &tx).unwrap();
+    let mut expected = model.clone();
+    for element in elements {
+        expected.tables.get_mut(&table).unwrap().sets.get_mut("service-ips").unwrap().insert(element);
+    }
+    assert_eq!(listed(&kernel), expected);
+}
