@@ -59,7 +59,12 @@ impl NetlinkSocket {
     }
 
     /// Sets an integer socket option (`setsockopt(level, name, value)`).
-    pub fn set_int_option(&self, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    pub fn set_int_option(
+        &self,
+        level: libc::c_int,
+        name: libc::c_int,
+        value: libc::c_int,
+    ) -> io::Result<()> {
         // SAFETY: `value` is a live c_int and the length passed is its exact size.
         let rc = unsafe {
             libc::setsockopt(

@@ -19,9 +19,9 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::addresses::AddressWatcher;
+use crate::cli::PartialApply;
 use crate::cli::{CleanupArgs, RunArgs};
 use crate::conntrack;
-use crate::cli::PartialApply;
 use crate::kernel::batch;
 use crate::kernel::direct::{DirectError, Netfilter};
 use crate::kernel::{Kernel, KernelError};
@@ -57,7 +57,11 @@ impl KernelTarget {
 }
 
 /// The declaration of set `name` in `table` of `ruleset`.
-fn declared_set<'a>(ruleset: &'a Ruleset, table: &TableId, name: &str) -> Option<&'a nftproxy_rules::Set> {
+fn declared_set<'a>(
+    ruleset: &'a Ruleset,
+    table: &TableId,
+    name: &str,
+) -> Option<&'a nftproxy_rules::Set> {
     ruleset.table(table).and_then(|t| t.sets.get(name))
 }
 
@@ -77,8 +81,9 @@ impl Target for KernelTarget {
         let Some(netfilter) = self.netfilter.as_mut() else {
             return self.apply(transaction).map(|()| Route::Libnftables);
         };
-        let set = |table: &TableId, name: &str| declared_set(desired, table, name)
-            .or_else(|| declared_set(current, table, name));
+        let set = |table: &TableId, name: &str| {
+            declared_set(desired, table, name).or_else(|| declared_set(current, table, name))
+        };
         let batch = match batch::encode(transaction, netfilter.next_seq(), set) {
             Ok(batch) => batch,
             Err(unsupported) => {

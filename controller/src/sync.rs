@@ -229,10 +229,7 @@ impl<T: Target> Syncer<T> {
                 (Some(current), SyncKind::Partial) => {
                     self.target.apply_partial(&transaction, current, desired)
                 }
-                _ => self
-                    .target
-                    .apply(&transaction)
-                    .map(|()| Route::Libnftables),
+                _ => self.target.apply(&transaction).map(|()| Route::Libnftables),
             };
             Some(applied.map_err(|source| SyncError::Apply {
                 operations: transaction.object_operations(),

@@ -97,10 +97,14 @@ fn every_construct_lists_back_as_the_model_after_a_batch() {
     let model = every_construct();
     // Declarations (tables, sets, chains) through libnftables; everything else as batches,
     // one operation per batch so that each construct is judged on its own.
-    let (declarations, contents): (Vec<Op>, Vec<Op>) =
-        nftproxy_rules::creation_ops(&model)
-            .into_iter()
-            .partition(|op| matches!(op, Op::AddTable(_) | Op::AddSet { .. } | Op::AddChain { .. }));
+    let (declarations, contents): (Vec<Op>, Vec<Op>) = nftproxy_rules::creation_ops(&model)
+        .into_iter()
+        .partition(|op| {
+            matches!(
+                op,
+                Op::AddTable(_) | Op::AddSet { .. } | Op::AddChain { .. }
+            )
+        });
     kernel
         .apply(&Transaction { ops: declarations })
         .expect("declarations load");
@@ -183,7 +187,9 @@ fn a_refused_batch_changes_nothing_and_names_the_operation() {
         .into_iter()
         .find(|(name, _)| name == "every-service-type")
         .unwrap();
-    kernel.apply(&diff(&Ruleset::new(), &model).unwrap()).unwrap();
+    kernel
+        .apply(&diff(&Ruleset::new(), &model).unwrap())
+        .unwrap();
     let table = TableId::new(Family::Ip, kernel::TABLE);
     let element = Element::key([
         Value::Ipv4(Ipv4Addr::new(198, 18, 9, 9)),
@@ -215,7 +221,11 @@ fn a_refused_batch_changes_nothing_and_names_the_operation() {
     };
     assert_eq!(*index, 2, "{err}");
     assert!(err.to_string().contains("no-such-chain"), "{err}");
-    assert_eq!(listed(&kernel), model, "a refused batch left a change behind");
+    assert_eq!(
+        listed(&kernel),
+        model,
+        "a refused batch left a change behind"
+    );
     // The socket stays usable: the next batch lands.
     let tx = Transaction {
         ops: vec![tx.ops[0].clone()],
@@ -240,7 +250,9 @@ fn a_batch_of_many_elements_is_split_into_messages_and_lands_whole() {
         .into_iter()
         .find(|(name, _)| name == "every-service-type")
         .unwrap();
-    kernel.apply(&diff(&Ruleset::new(), &model).unwrap()).unwrap();
+    kernel
+        .apply(&diff(&Ruleset::new(), &model).unwrap())
+        .unwrap();
     let table = TableId::new(Family::Ip, kernel::TABLE);
     // 30 000 elements of `service-ips`, each a verdict with a comment: several messages.
     let elements: Vec<Element> = (0..30_000u32)
@@ -248,7 +260,11 @@ fn a_batch_of_many_elements_is_split_into_messages_and_lands_whole() {
             let ip = Ipv4Addr::new(198, 19, (i >> 8) as u8 | 0x80, i as u8);
             let port = 1000 + (i % 50) as u16;
             Element::mapping(
-                [Value::Ipv4(ip), Value::Proto(nftproxy_rules::L4Proto::Tcp), Value::Port(port)],
+                [
+                    Value::Ipv4(ip),
+                    Value::Proto(nftproxy_rules::L4Proto::Tcp),
+                    Value::Port(port),
+                ],
                 Value::Verdict(Verdict::Goto("reject-chain".into())),
             )
             .with_comment(format!("bulk/service-{i}:http"))
@@ -262,11 +278,22 @@ fn a_batch_of_many_elements_is_split_into_messages_and_lands_whole() {
         }],
     };
     let batch = encode(&tx, netfilter.next_seq(), &[&model]).unwrap();
-    assert!(batch.messages.len() > 10, "{} messages", batch.messages.len());
+    assert!(
+        batch.messages.len() > 10,
+        "{} messages",
+        batch.messages.len()
+    );
     netfilter.apply(&batch, &tx).unwrap();
     let mut expected = model.clone();
     for element in elements {
-        expected.tables.get_mut(&table).unwrap().sets.get_mut("service-ips").unwrap().insert(element);
+        expected
+            .tables
+            .get_mut(&table)
+            .unwrap()
+            .sets
+            .get_mut("service-ips")
+            .unwrap()
+            .insert(element);
     }
     assert_eq!(listed(&kernel), expected);
 }

@@ -343,3 +343,175 @@ fn one_endpoint_change_at_10k_as_script_and_as_json() {
         json[json.len() - 1]
     );
 }
+
+/// The batch of `tx` (turning `from` into `to`), sent by `netfilter`; returns the wall time
+/// of encoding, sending and reading the kernel's answer.
+fn through_batch(
+    netfilter: &mut kernel::direct::Netfilter,
+    tx: &Transaction,
+    from: &Ruleset,
+    to: &Ruleset,
+) -> Duration {
+    let started = Instant::now();
+    let set = |table: &nftproxy_rules::TableId, name: &str| {
+        [to, from]
+            .into_iter()
+            .find_map(|r| r.table(table).and_then(|t| t.sets.get(name)))
+    };
+    let batch = kernel::batch::encode(tx, netfilter.next_seq(), set).expect("encodable");
+    netfilter
+        .apply(&batch, tx)
+        .expect("the kernel takes the batch");
+    started.elapsed()
+}
+
+#[test]
+#[ignore = "measurement: run with --ignored --nocapture (as root)"]
+fn one_endpoint_change_at_10k_as_a_batch_of_our_own() {
+    if !kernel_tests_enabled("one_endpoint_change_at_10k_as_a_batch_of_our_own") {
+        return;
+    }
+    let config = CompileConfig {
+        hostname: "node-0".into(),
+        ..CompileConfig::default()
+    };
+    let mut snapshot = cluster();
+    let r0 = compile(&snapshot, &config).ruleset;
+    snapshot.endpoint_slices[0] = Arc::new(slice(0, ENDPOINTS + 1));
+    let r1 = compile(&snapshot, &config).ruleset;
+    let ns = NetNs::new("khtbatch");
+    nft_script(&ns, &diff(&Ruleset::new(), &r0).unwrap().to_string());
+    let mut netfilter = ns
+        .run_inside(kernel::direct::Netfilter::open)
+        .expect("a netfilter socket");
+    let (up, down) = (diff(&r0, &r1).unwrap(), diff(&r1, &r0).unwrap());
+    // The parts of the change on their own: the elements, and the chain rewrite.
+    let (elements, rules): (Vec<_>, Vec<_>) = up.ops.iter().cloned().partition(|op| {
+        matches!(
+            op,
+            nftproxy_rules::Op::AddElements { .. } | nftproxy_rules::Op::DeleteElements { .. }
+        )
+    });
+    println!(
+        "one endpoint added at {SERVICES} x {ENDPOINTS}: {} operations ({} on elements)",
+        up.len(),
+        elements.len()
+    );
+    let mut times = Vec::new();
+    for _ in 0..15 {
+        times.push(through_batch(&mut netfilter, &up, &r0, &r1));
+        times.push(through_batch(&mut netfilter, &down, &r1, &r0));
+    }
+    times.sort();
+    println!(
+        "whole change as a batch: median {:?}, max {:?}",
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+    for (label, ops) in [("elements only", elements), ("chain rewrite only", rules)] {
+        if ops.is_empty() {
+            continue;
+        }
+        let tx = Transaction { ops };
+        let t = through_batch(&mut netfilter, &tx, &r0, &r1);
+        println!("{label}: {t:?}");
+        through_batch(&mut netfilter, &diff(&r1, &r0).unwrap(), &r1, &r0);
+    }
+    // Single operations, to tell the kernel's table validation (run at commit when a rule
+    // or element can jump) from the rest.
+    use nftproxy_rules::{Element, L4Proto, Op, Rule, Stmt, TableId, Value, Verdict};
+    let table = TableId::new(nftproxy_rules::Family::Ip, kernel::TABLE);
+    let some_chain = r0.tables[&table]
+        .chains
+        .keys()
+        .find(|c| c.starts_with("service-"))
+        .unwrap()
+        .clone();
+    let probe_ip = Value::Ipv4(std::net::Ipv4Addr::new(198, 19, 255, 254));
+    let hairpin = Element::key([probe_ip.clone(), probe_ip.clone()]);
+    let vip = Element::mapping(
+        [probe_ip, Value::Proto(L4Proto::Tcp), Value::Port(9)],
+        Value::Verdict(Verdict::Goto(some_chain.clone())),
+    );
+    let add = |set: &str, e: &Element| Op::AddElements {
+        table: table.clone(),
+        set: set.into(),
+        elements: vec![e.clone()],
+    };
+    let del = |set: &str, e: &Element| Op::DeleteElements {
+        table: table.clone(),
+        set: set.into(),
+        elements: vec![e.clone()],
+    };
+    let probe = |stmts: Vec<Stmt>| Op::AddRule {
+        table: table.clone(),
+        chain: "probe".into(),
+        rule: Rule::new(stmts),
+    };
+    let create_probe = Op::AddChain {
+        table: table.clone(),
+        chain: nftproxy_rules::Chain::regular("probe"),
+    };
+    let flush_probe = Op::FlushChain {
+        table: table.clone(),
+        chain: "probe".into(),
+    };
+    let single = Transaction {
+        ops: vec![create_probe],
+    };
+    through_batch(&mut netfilter, &single, &r0, &r0);
+    let cases: Vec<(&str, Vec<Op>, Vec<Op>)> = vec![
+        (
+            "plain set element",
+            vec![add("endpoint-hairpin", &hairpin)],
+            vec![del("endpoint-hairpin", &hairpin)],
+        ),
+        (
+            "verdict map element (goto)",
+            vec![add("service-ips", &vip)],
+            vec![del("service-ips", &vip)],
+        ),
+        (
+            "rule: counter",
+            vec![probe(vec![Stmt::Counter])],
+            vec![flush_probe.clone()],
+        ),
+        (
+            "rule: accept",
+            vec![probe(vec![Stmt::Verdict(Verdict::Accept)])],
+            vec![flush_probe.clone()],
+        ),
+        (
+            "rule: dnat",
+            vec![probe(vec![Stmt::Dnat {
+                addr: "198.18.0.1".parse().unwrap(),
+                port: Some(80),
+            }])],
+            vec![flush_probe.clone()],
+        ),
+    ];
+    for (label, forth, back) in cases {
+        let (forth, back) = (Transaction { ops: forth }, Transaction { ops: back });
+        let mut times: Vec<Duration> = (0..5)
+            .map(|_| {
+                let t = through_batch(&mut netfilter, &forth, &r0, &r0);
+                through_batch(&mut netfilter, &back, &r0, &r0);
+                t
+            })
+            .collect();
+        times.sort();
+        println!("{label:<28} median {:?}", times[2]);
+    }
+    let drop_probe = Transaction {
+        ops: vec![Op::DeleteChain {
+            table: table.clone(),
+            chain: "probe".into(),
+        }],
+    };
+    through_batch(&mut netfilter, &drop_probe, &r0, &r0);
+    let listed = Ruleset::from_nft_json(&ns.nft_list_json(), &tables()).unwrap();
+    assert!(
+        listed == r0,
+        "the namespace differs from the compiled ruleset"
+    );
+}

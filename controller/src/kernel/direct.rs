@@ -82,8 +82,8 @@ impl Netfilter {
                 Err(err) => return Err(DirectError::Io(err)),
             };
             for message in netlink::messages(datagram) {
-                let (kind, _, seq, payload) = message
-                    .map_err(|what| io::Error::new(io::ErrorKind::InvalidData, what))?;
+                let (kind, _, seq, payload) =
+                    message.map_err(|what| io::Error::new(io::ErrorKind::InvalidData, what))?;
                 if kind != netlink::NLMSG_ERROR {
                     continue;
                 }
@@ -137,10 +137,18 @@ fn describe(op: &Op) -> String {
         Op::AddRule { table, chain, .. } => format!("add rule to {table} {chain}"),
         Op::AddSet { table, set } => format!("add set {table} {}", set.name),
         Op::DeleteSet { table, set } => format!("delete set {table} {set}"),
-        Op::AddElements { table, set, elements } => {
+        Op::AddElements {
+            table,
+            set,
+            elements,
+        } => {
             format!("add {} elements to {table} {set}", elements.len())
         }
-        Op::DeleteElements { table, set, elements } => {
+        Op::DeleteElements {
+            table,
+            set,
+            elements,
+        } => {
             format!("delete {} elements from {table} {set}", elements.len())
         }
     }

@@ -28,7 +28,14 @@ impl Writer {
     }
 
     /// Starts a message: `nlmsghdr` plus the nfnetlink `nfgenmsg` header.
-    pub fn begin_message(&mut self, kind: u16, flags: u16, seq: u32, family: u8, res_id: u16) -> Open {
+    pub fn begin_message(
+        &mut self,
+        kind: u16,
+        flags: u16,
+        seq: u32,
+        family: u8,
+        res_id: u16,
+    ) -> Open {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(&0u32.to_ne_bytes());
         self.bytes.extend_from_slice(&kind.to_ne_bytes());
@@ -85,7 +92,8 @@ impl Writer {
     pub fn begin_nest(&mut self, kind: u16) -> Open {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(&0u16.to_ne_bytes());
-        self.bytes.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+        self.bytes
+            .extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
         Open(start)
     }
 
@@ -96,7 +104,7 @@ impl Writer {
     }
 
     fn pad(&mut self) {
-        while self.bytes.len() % 4 != 0 {
+        while !self.bytes.len().is_multiple_of(4) {
             self.bytes.push(0);
         }
     }
@@ -117,7 +125,10 @@ mod tests {
         w.end_message(msg);
         let bytes = w.into_bytes();
         assert_eq!(bytes.len(), 20 + 8 + 12);
-        assert_eq!(u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]), 40);
+        assert_eq!(
+            u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+            40
+        );
         // "t\0" is 6 bytes of attribute padded to 8.
         assert_eq!(&bytes[20..26], &[6, 0, 1, 0, b't', 0]);
         assert_eq!(u16::from_ne_bytes([bytes[28], bytes[29]]), 12);

@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 
 use nftproxy_rules::{
-    AddrType, BitOp, CmpOp, CtFlag, CtKey, Expr, FibAddr, Family, MetaKey, PayloadField,
+    AddrType, BitOp, CmpOp, CtFlag, CtKey, Expr, Family, FibAddr, MetaKey, PayloadField,
     RejectKind, Stmt, Value, Verdict,
 };
 
@@ -27,7 +27,7 @@ pub fn rule_expressions(w: &mut Writer, family: Family, stmts: &[Stmt]) -> Resul
 
 /// The register name of 32-bit slot `slot`.
 fn reg(slot: u32) -> u32 {
-    if slot % 4 == 0 {
+    if slot.is_multiple_of(4) {
         NFT_REG_1 + slot / 4
     } else {
         NFT_REG32_00 + slot
@@ -194,7 +194,9 @@ fn load(w: &mut Writer, expr: &Expr, slot: u32) -> Result<u32, Unsupported> {
         Expr::Bitwise { left, op, right } => {
             let len = load(w, left, slot)?;
             if len != 4 {
-                return Err(Unsupported::new("a bitwise operation on a non-32-bit value"));
+                return Err(Unsupported::new(
+                    "a bitwise operation on a non-32-bit value",
+                ));
             }
             let (mask, xor) = match op {
                 BitOp::And => (*right, 0),
@@ -204,9 +206,9 @@ fn load(w: &mut Writer, expr: &Expr, slot: u32) -> Result<u32, Unsupported> {
             bitwise(w, slot, 4, &mask.to_ne_bytes(), &xor.to_ne_bytes());
             Ok(4)
         }
-        Expr::Literal(_) | Expr::AnonSet(_) | Expr::SetRef(_) => {
-            Err(Unsupported::new("a literal or set where a packet value is loaded"))
-        }
+        Expr::Literal(_) | Expr::AnonSet(_) | Expr::SetRef(_) => Err(Unsupported::new(
+            "a literal or set where a packet value is loaded",
+        )),
     }
 }
 
@@ -379,14 +381,22 @@ fn lower_match(w: &mut Writer, left: &Expr, op: CmpOp, right: &Expr) -> Result<(
             }
             let mask = ct_flag(*flag).to_ne_bytes();
             bitwise(w, 0, 4, &mask, &[0; 4]);
-            let cmp_op = if op == CmpOp::Ne { NFT_CMP_EQ } else { NFT_CMP_NEQ };
+            let cmp_op = if op == CmpOp::Ne {
+                NFT_CMP_EQ
+            } else {
+                NFT_CMP_NEQ
+            };
             cmp(w, 0, cmp_op, &[0; 4]);
             Ok(())
         }
         Expr::Literal(Value::Prefix(net)) => lower_prefix(w, left, op, net),
         Expr::Literal(value) => {
             load(w, left, 0)?;
-            let cmp_op = if op == CmpOp::Ne { NFT_CMP_NEQ } else { NFT_CMP_EQ };
+            let cmp_op = if op == CmpOp::Ne {
+                NFT_CMP_NEQ
+            } else {
+                NFT_CMP_EQ
+            };
             cmp(w, 0, cmp_op, &value_bytes(value)?);
             Ok(())
         }
@@ -403,7 +413,9 @@ fn lower_prefix(
     net: &ipnet::IpNet,
 ) -> Result<(), Unsupported> {
     let Expr::Payload(f) = left else {
-        return Err(Unsupported::new("a prefix match on something other than an address"));
+        return Err(Unsupported::new(
+            "a prefix match on something other than an address",
+        ));
     };
     let (base, offset, len) = field(*f);
     let net = net.trunc();
@@ -412,14 +424,20 @@ fn lower_prefix(
         IpAddr::V6(a) => a.octets().to_vec(),
     };
     if address.len() != len as usize {
-        return Err(Unsupported::new("a prefix of another family than the address"));
+        return Err(Unsupported::new(
+            "a prefix of another family than the address",
+        ));
     }
     let prefix_len = u32::from(net.prefix_len());
     if prefix_len == 0 {
         return Err(Unsupported::new("a zero-length prefix"));
     }
-    let cmp_op = if op == CmpOp::Ne { NFT_CMP_NEQ } else { NFT_CMP_EQ };
-    if prefix_len % 8 == 0 {
+    let cmp_op = if op == CmpOp::Ne {
+        NFT_CMP_NEQ
+    } else {
+        NFT_CMP_EQ
+    };
+    if prefix_len.is_multiple_of(8) {
         let bytes = prefix_len / 8;
         payload(w, 0, base, offset, bytes);
         cmp(w, 0, cmp_op, &address[..bytes as usize]);

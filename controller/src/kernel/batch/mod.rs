@@ -13,8 +13,7 @@ mod expr;
 mod nft;
 
 use nftproxy_rules::{
-    ChainType, Element, Family, Hook, Op, Policy, Rule, Set, SetFlag, TableId, Transaction,
-    Value,
+    ChainType, Element, Family, Hook, Op, Policy, Rule, Set, SetFlag, TableId, Transaction, Value,
 };
 
 use self::attrs::Writer;
@@ -121,12 +120,20 @@ impl Encoder {
     }
 
     /// Starts the message of op `index`.
-    fn begin(&mut self, index: usize, msg: u16, flags: u16, table: &TableId) -> Result<attrs::Open, Unsupported> {
+    fn begin(
+        &mut self,
+        index: usize,
+        msg: u16,
+        flags: u16,
+        table: &TableId,
+    ) -> Result<attrs::Open, Unsupported> {
         let family = family_number(table.family)?;
         let seq = self.next_seq();
         self.messages.push((seq, index));
         let kind = (NFNL_SUBSYS_NFTABLES << 8) | msg;
-        let open = self.w.begin_message(kind, NLM_F_REQUEST | flags, seq, family, 0);
+        let open = self
+            .w
+            .begin_message(kind, NLM_F_REQUEST | flags, seq, family, 0);
         self.last_start = Some(open);
         Ok(open)
     }
@@ -213,7 +220,13 @@ impl Encoder {
         Ok(())
     }
 
-    fn add_rule(&mut self, index: usize, table: &TableId, chain: &str, rule: &Rule) -> Result<(), Unsupported> {
+    fn add_rule(
+        &mut self,
+        index: usize,
+        table: &TableId,
+        chain: &str,
+        rule: &Rule,
+    ) -> Result<(), Unsupported> {
         let msg = self.begin(index, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, table)?;
         self.w.str(NFTA_RULE_TABLE, &table.name);
         self.w.str(NFTA_RULE_CHAIN, chain);
@@ -237,7 +250,11 @@ impl Encoder {
         if set.flags.iter().any(|f| matches!(f, SetFlag::Interval)) {
             return Err(Unsupported::new("elements of interval sets"));
         }
-        let flags = if msg_type == NFT_MSG_NEWSETELEM { NLM_F_CREATE } else { 0 };
+        let flags = if msg_type == NFT_MSG_NEWSETELEM {
+            NLM_F_CREATE
+        } else {
+            0
+        };
         let mut rest = elements;
         while !rest.is_empty() {
             let msg = self.begin(index, msg_type, flags, table)?;
@@ -260,10 +277,17 @@ impl Encoder {
         Ok(())
     }
 
-    fn element(&mut self, set: &Set, element: &Element, with_data: bool) -> Result<(), Unsupported> {
+    fn element(
+        &mut self,
+        set: &Set,
+        element: &Element,
+        with_data: bool,
+    ) -> Result<(), Unsupported> {
         let key = &element.key.0;
         if key.len() != set.key.len() || key.is_empty() {
-            return Err(Unsupported::new("an element whose key does not fit its set"));
+            return Err(Unsupported::new(
+                "an element whose key does not fit its set",
+            ));
         }
         let mut bytes = Vec::with_capacity(key.len() * 4);
         for value in key {
@@ -289,10 +313,15 @@ impl Encoder {
                     expr::data_value(&mut self.w, NFTA_SET_ELEM_DATA, &expr::value_bytes(value)?);
                 }
                 (None, None) => {}
-                _ => return Err(Unsupported::new("an element whose value does not fit its set")),
+                _ => {
+                    return Err(Unsupported::new(
+                        "an element whose value does not fit its set",
+                    ));
+                }
             }
             if let Some(comment) = &element.comment {
-                self.w.attr(NFTA_SET_ELEM_USERDATA, &comment_udata(comment)?);
+                self.w
+                    .attr(NFTA_SET_ELEM_USERDATA, &comment_udata(comment)?);
             }
         }
         self.w.end_nest(item);
