@@ -172,6 +172,12 @@ fn kernel_follows_the_manifest_directory_through_a_sequence_of_edits() {
         syncs[1..].iter().all(|e| e.kind == "partial"),
         "edits are partial syncs: {syncs:?}"
     );
+    // Partial syncs go as nftproxy's own netlink batches; the full one through libnftables.
+    assert_eq!(syncs[0].via, "libnftables", "{syncs:?}");
+    assert!(
+        syncs[1..].iter().all(|e| e.via == "netlink"),
+        "partial syncs as netlink batches: {syncs:?}"
+    );
 }
 
 #[test]
@@ -297,6 +303,13 @@ fn a_refused_transaction_changes_nothing_and_a_full_sync_recovers() {
     let syncs = proxy.wait_syncs(2, Duration::from_secs(10));
     assert!(!syncs[1].ok, "the kernel refused: {syncs:?}");
     assert!(syncs[1].error.contains("refused"), "{syncs:?}");
+    // The refusal names the operation the kernel refused.
+    assert!(
+        syncs[1]
+            .error
+            .contains("elements from ip nftproxy endpoint-hairpin"),
+        "{syncs:?}"
+    );
     // Between the refusal and the retry (1 s backoff) the kernel is exactly as it was.
     assert_eq!(
         kernel_tables(&s.ns),

@@ -21,6 +21,8 @@ pub struct SyncEvent {
     /// `full` or `partial` (successes only).
     pub kind: String,
     pub operations: u64,
+    /// How the transaction reached the kernel: `netlink`, `libnftables`, or `-` (none).
+    pub via: String,
     /// The error text (failures only).
     pub error: String,
     /// When the test read the log line (the sync ended just before).
@@ -195,6 +197,7 @@ fn sync_event(json: &Json) -> Option<SyncEvent> {
             ok: true,
             kind: fields["kind"].as_str().unwrap_or_default().to_owned(),
             operations: fields["operations"].as_u64().unwrap_or_default(),
+            via: fields["via"].as_str().unwrap_or_default().to_owned(),
             error: String::new(),
             seen: Instant::now(),
             snapshot_ms: fields["snapshot_ms"].as_f64().unwrap_or_default(),
@@ -207,6 +210,7 @@ fn sync_event(json: &Json) -> Option<SyncEvent> {
         ok: false,
         kind: String::new(),
         operations: 0,
+        via: String::new(),
         error: error.to_owned(),
         seen: Instant::now(),
         snapshot_ms: 0.0,
