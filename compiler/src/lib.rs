@@ -8,7 +8,9 @@
 //! Pipeline: index the snapshot once (`index`), settle conflicting ClusterIP,
 //! external-address and NodePort claims (`conflict`), then per service port and family
 //! choose endpoints (`select`) and emit elements and chains (`emit`) into the fixed layout
-//! (`layout`, `masquerade`). The global step and the step of one Service are in `pipeline`.
+//! (`layout`, `masquerade`). The global step and the step of one Service are in `pipeline`;
+//! [`IncrementalCompiler`] redoes only the Services whose inputs changed and patches the
+//! previous result, with the same output as [`compile`].
 
 pub mod config;
 pub mod diagnostic;
@@ -26,6 +28,7 @@ mod external_chain;
 mod family;
 mod firewall;
 mod health_check;
+mod incremental;
 mod index;
 mod layout;
 mod masquerade;
@@ -46,6 +49,7 @@ mod udp;
 pub use config::{CompileConfig, DetectLocal};
 pub use diagnostic::{Diagnostic, ObjectRef, Severity};
 pub use health_check::HealthCheck;
+pub use incremental::IncrementalCompiler;
 pub use snapshot::ClusterSnapshot;
 pub use udp::UdpPort;
 

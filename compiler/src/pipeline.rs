@@ -1,5 +1,5 @@
 //! The steps of a compile, shared by [`compile`](crate::compile) and the
-//! incremental compiler: the global step (configuration, this
+//! [`IncrementalCompiler`](crate::IncrementalCompiler): the global step (configuration, this
 //! node, ServiceCIDRs) and the step of one Service.
 //!
 //! The global step gives the [`Context`] every Service is compiled in and the [`Tables`]
