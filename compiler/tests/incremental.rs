@@ -238,13 +238,18 @@ const PORTS: [i32; 3] = [80, 53, 8080];
 
 #[derive(Debug, Clone)]
 struct SvcModel {
-    name: u8,
+    /// `svc-N`: the slot's number, or (rarely, for ambiguous Services) this one.
+    name: Option<u8>,
     /// 0 ClusterIP, 1 NodePort, 2 LoadBalancer, 3 headless, 4 ExternalName.
     kind: u8,
     v4: Option<u8>,
     v6: Option<u8>,
-    /// (name, port, UDP, nodePort)
-    ports: Vec<(u8, u8, bool, Option<u8>)>,
+    /// (UDP, nodePort) per port; port `i` is named `PORT_NAMES[i]` and numbered
+    /// `PORTS[(i + port_shift) % 3]`.
+    ports: Vec<(bool, Option<u8>)>,
+    port_shift: u8,
+    /// A single port is unnamed (several unnamed ports make the Service invalid).
+    unnamed: bool,
     external_ips: Vec<u8>,
     /// (address, ipMode Proxy)
     ingress: Vec<(u8, bool)>,
@@ -331,19 +336,21 @@ enum Event {
 
 fn svc_model() -> impl Strategy<Value = SvcModel> {
     let port = (
-        0..3u8,
-        0..3u8,
-        any::<bool>(),
+        prop::bool::weighted(0.2),
         prop::option::weighted(0.5, 0..3u8),
     );
     (
         (
-            0..4u8,
+            prop::option::weighted(0.1, 0..SERVICE_SLOTS as u8),
             prop_oneof![6 => 0..3u8, 1 => 3..5u8],
             prop::option::weighted(0.9, 0..3u8),
             prop::option::weighted(0.3, 0..2u8),
         ),
-        prop::collection::vec(port, 1..3),
+        (
+            prop::collection::vec(port, 1..3),
+            0..3u8,
+            prop::bool::weighted(0.2),
+        ),
         (
             prop::collection::vec(0..3u8, 0..2),
             prop::collection::vec((0..3u8, prop::bool::weighted(0.2)), 0..2),
@@ -359,7 +366,7 @@ fn svc_model() -> impl Strategy<Value = SvcModel> {
         .prop_map(
             |(
                 (name, kind, v4, v6),
-                ports,
+                (ports, port_shift, unnamed),
                 (external_ips, ingress, source_ranges),
                 (external_local, internal_local, health_check_node_port),
                 (affinity, created, foreign),
@@ -369,6 +376,8 @@ fn svc_model() -> impl Strategy<Value = SvcModel> {
                 v4,
                 v6,
                 ports,
+                port_shift,
+                unnamed,
                 external_ips,
                 ingress,
                 source_ranges,
@@ -400,11 +409,13 @@ fn ep_model() -> impl Strategy<Value = EpModel> {
 }
 
 fn slice_model() -> impl Strategy<Value = SliceModel> {
+    // Mostly the name of a Service's first port, so that most slices serve a port.
+    let slice_port_name = prop_oneof![6 => Just(0u8), 3 => Just(1u8), 1 => Just(2u8)];
     (
         0..4u8,
-        prop::option::weighted(0.9, 0..4u8),
+        prop::option::weighted(0.9, 0..SERVICE_SLOTS as u8),
         prop::bool::weighted(0.25),
-        prop::collection::vec((0..3u8, 0..3u8, any::<bool>()), 0..3),
+        prop::collection::vec((slice_port_name, 0..3u8, prop::bool::weighted(0.2)), 1..3),
         prop::collection::vec(ep_model(), 0..5),
     )
         .prop_map(|(name, service, v6, ports, endpoints)| SliceModel {
@@ -418,7 +429,7 @@ fn slice_model() -> impl Strategy<Value = SliceModel> {
 
 fn endpoints_model() -> impl Strategy<Value = EndpointsModel> {
     (
-        0..4u8,
+        0..SERVICE_SLOTS as u8,
         prop::collection::vec((0..3u8, 0..3u8), 0..3),
         prop::collection::vec(0..7u8, 0..3),
         prop::collection::vec(0..7u8, 0..2),
@@ -513,8 +524,9 @@ fn zone_name(k: u8) -> Option<String> {
     }
 }
 
-fn build_service(m: &SvcModel) -> Service {
-    let mut metadata = meta(&format!("svc-{}", m.name));
+fn build_service(slot: usize, m: &SvcModel) -> Service {
+    let name = m.name.map_or(slot, usize::from);
+    let mut metadata = meta(&format!("svc-{name}"));
     if m.foreign {
         metadata.labels = Some(BTreeMap::from([(
             "service.kubernetes.io/service-proxy-name".to_owned(),
@@ -553,9 +565,11 @@ fn build_service(m: &SvcModel) -> Service {
         ports: Some(
             m.ports
                 .iter()
-                .map(|&(name, port, udp, node_port)| ServicePort {
-                    name: Some(PORT_NAMES[usize::from(name)].to_owned()).filter(|n| !n.is_empty()),
-                    port: PORTS[usize::from(port)],
+                .enumerate()
+                .map(|(i, &(udp, node_port))| ServicePort {
+                    name: Some(PORT_NAMES[i].to_owned())
+                        .filter(|_| !(m.unnamed && m.ports.len() == 1)),
+                    port: PORTS[(i + usize::from(m.port_shift)) % PORTS.len()],
                     protocol: Some(if udp { "UDP" } else { "TCP" }.to_owned()),
                     node_port: node_port
                         .filter(|_| node_port_kind)
@@ -579,7 +593,7 @@ fn build_service(m: &SvcModel) -> Service {
         external_traffic_policy: m.external_local.then(|| "Local".to_owned()),
         internal_traffic_policy: m.internal_local.then(|| "Local".to_owned()),
         health_check_node_port: (m.health_check_node_port && m.kind == 2 && m.external_local)
-            .then_some(32000 + i32::from(m.name)),
+            .then_some(32000 + i32::try_from(name).unwrap()),
         session_affinity: m.affinity.map(|_| "ClientIP".to_owned()),
         session_affinity_config: m.affinity.flatten().map(|t| SessionAffinityConfig {
             client_ip: Some(ClientIPConfig {
@@ -786,7 +800,11 @@ impl Cluster {
             slots[i] = object.map(Arc::new);
         }
         match event {
-            Event::Service(i, m) => set(&mut self.services, *i, m.as_ref().map(build_service)),
+            Event::Service(i, m) => set(
+                &mut self.services,
+                *i,
+                m.as_ref().map(|m| build_service(*i, m)),
+            ),
             Event::Slice(i, m) => set(&mut self.slices, *i, m.as_ref().map(build_slice)),
             Event::Endpoints(i, m) => set(&mut self.endpoints, *i, m.as_ref().map(build_endpoints)),
             Event::Node(i, m) => set(&mut self.nodes, *i, m.as_ref().map(build_node)),
@@ -840,7 +858,7 @@ fn initial() -> impl Strategy<Value = Initial> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// After every event of a random history, the incremental result equals `compile`'s.
     #[test]
@@ -849,7 +867,7 @@ proptest! {
         events in prop::collection::vec(event(), 1..40),
     ) {
         let mut cluster = Cluster {
-            services: services.iter().map(|m| m.as_ref().map(|m| Arc::new(build_service(m)))).collect(),
+            services: services.iter().enumerate().map(|(i, m)| m.as_ref().map(|m| Arc::new(build_service(i, m)))).collect(),
             slices: slices.iter().map(|m| m.as_ref().map(|m| Arc::new(build_slice(m)))).collect(),
             endpoints: vec![None; ENDPOINTS_SLOTS],
             nodes: vec![node.as_ref().map(|m| Arc::new(build_node(m))), None],
