@@ -95,6 +95,12 @@ impl IncrementalCompiler {
         self.state.as_ref().map(|s| &s.compiled)
     }
 
+    /// How many Services the last compile compiled (`None` before the first).
+    #[cfg(test)]
+    fn recompiled(&self) -> Option<usize> {
+        self.state.as_ref().map(|s| s.recompiled)
+    }
+
     /// Forgets everything: the next compile starts from scratch.
     pub fn reset(&mut self) {
         self.state = None;
@@ -247,6 +253,8 @@ struct State {
     health_checks: Counted<HealthCheck>,
     udp_ports: Counted<UdpPort>,
     compiled: Compiled,
+    /// How many Services the last update compiled (for tests).
+    recompiled: usize,
 }
 
 impl State {
@@ -274,6 +282,7 @@ impl State {
             health_checks: Counted::default(),
             udp_ports: Counted::default(),
             compiled: Compiled::default(),
+            recompiled: 0,
         };
         for diagnostic in global_diagnostics {
             state.diagnostics.add(diagnostic);
@@ -473,6 +482,7 @@ impl State {
         }
         let pending = self.pending.take();
         let mut bulk = Fragment::default();
+        self.recompiled = 0;
         for id in changed {
             let Some(def) = self.defs.get(id) else {
                 continue;
@@ -486,6 +496,7 @@ impl State {
             let ctx = &self.context;
             pipeline::service(ctx, def, losses, &slices, &mut fragment, &mut outputs);
             let record = FragmentRecord::of(&mut fragment);
+            self.recompiled += 1;
             if pending.is_some() {
                 self.shared.count(&record);
                 for (all, part) in bulk.parts.iter_mut().zip(&mut fragment.parts) {
