@@ -138,9 +138,8 @@ impl Globals {
             return false;
         }
         self.nodes = nodes;
-        if !changes(&self.service_cidrs, &snapshot.service_cidrs).identical {
-            self.service_cidrs.clone_from(&snapshot.service_cidrs);
-        }
+        changes(&self.service_cidrs, &snapshot.service_cidrs)
+            .store(&mut self.service_cidrs, &snapshot.service_cidrs);
         true
     }
 }
@@ -311,6 +310,7 @@ impl State {
         if diff.identical {
             return;
         }
+        diff.store(&mut self.endpoint_slices, new);
         for slice in diff.removed {
             match index::slice_owner(&slice) {
                 Ok(owner) => {
@@ -336,7 +336,6 @@ impl State {
                 Err(diagnostic) => self.diagnostics.add(diagnostic),
             }
         }
-        self.endpoint_slices = new.to_vec();
     }
 
     fn update_legacy(&mut self, new: &[Arc<Endpoints>], changed: &mut Vec<ServiceId>) {
@@ -344,6 +343,7 @@ impl State {
         if diff.identical {
             return;
         }
+        diff.store(&mut self.endpoints, new);
         for endpoints in diff.removed {
             let Some(id) = index::endpoints_owner(&endpoints).map(service_id) else {
                 continue;
@@ -363,7 +363,6 @@ impl State {
             self.legacy.entry(id.clone()).or_default().push(endpoints);
             changed.push(id);
         }
-        self.endpoints = new.to_vec();
     }
 
     fn update_services(&mut self, new: &[Arc<Service>], changed: &mut Vec<ServiceId>) {
@@ -371,6 +370,7 @@ impl State {
         if diff.identical {
             return;
         }
+        diff.store(&mut self.services, new);
         let mut keys = Vec::with_capacity(diff.removed.len() + diff.added.len());
         for service in diff.removed {
             let key = raw_key(&service);
@@ -395,7 +395,6 @@ impl State {
         for key in keys {
             self.revalidate(key, changed);
         }
-        self.services = new.to_vec();
     }
 
     /// Validates the Service objects of one identity again.

@@ -9,6 +9,7 @@
 //! re-list, a manifest read again) counts as unchanged, in any order.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use foldhash::quality::RandomState;
@@ -17,6 +18,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// How far the side-by-side walk looks ahead for the other list's object.
 const LOOK_AHEAD: usize = 8;
+
+/// Up to how many unpaired runs a stored list is patched in place rather than copied.
+const MAX_SPLICES: usize = 16;
 
 /// The difference between an old and a new list of objects, as multisets (objects equal
 /// by pointer or content are interchangeable).
@@ -28,12 +32,30 @@ pub struct Changes<T> {
     pub added: Vec<Arc<T>>,
     /// Whether the lists are the same pointers in the same order (nothing to store).
     pub identical: bool,
+    /// The runs of the old list that the walk did not pair, with the runs of the new
+    /// list in their place, in list order: replacing each old run by its new run turns
+    /// the old list into the new one.
+    runs: Vec<(Range<usize>, Range<usize>)>,
 }
 
 impl<T> Changes<T> {
     /// Whether the lists hold the same objects (perhaps as other pointers, or in another order).
     pub fn is_empty(&self) -> bool {
         self.removed.is_empty() && self.added.is_empty()
+    }
+
+    /// Turns `stored` (the old list these changes were found from) into `new`: in place
+    /// when a few runs differ (a store's insert, delete or replacement), which spares
+    /// cloning and dropping every `Arc` of a large list.
+    pub fn store(&self, stored: &mut Vec<Arc<T>>, new: &[Arc<T>]) {
+        if self.runs.len() > MAX_SPLICES {
+            *stored = new.to_vec();
+            return;
+        }
+        for (old, new_run) in self.runs.iter().rev() {
+            stored.splice(old.clone(), new[new_run.clone()].iter().cloned());
+        }
+        debug_assert!(stored.len() == new.len());
     }
 }
 
@@ -42,7 +64,14 @@ pub fn changes<T>(old: &[Arc<T>], new: &[Arc<T>]) -> Changes<T>
 where
     T: Metadata<Ty = ObjectMeta> + PartialEq,
 {
-    let (mut old_left, mut new_left) = (Vec::new(), Vec::new());
+    let mut runs: Vec<(Range<usize>, Range<usize>)> = Vec::new();
+    let mut unpaired = |old_run: Range<usize>, new_run: Range<usize>| match runs.last_mut() {
+        Some((o, n)) if o.end == old_run.start && n.end == new_run.start => {
+            o.end = old_run.end;
+            n.end = new_run.end;
+        }
+        _ => runs.push((old_run, new_run)),
+    };
     let (mut i, mut j) = (0, 0);
     while i < old.len() && j < new.len() {
         if Arc::ptr_eq(&old[i], &new[j]) {
@@ -51,24 +80,27 @@ where
             continue;
         }
         let (skip_old, skip_new) = resync(old, new, i, j).unwrap_or((1, 1));
-        old_left.extend(i..i + skip_old);
-        new_left.extend(j..j + skip_new);
+        unpaired(i..i + skip_old, j..j + skip_new);
         i += skip_old;
         j += skip_new;
     }
-    old_left.extend(i..old.len());
-    new_left.extend(j..new.len());
-    let identical = old_left.is_empty() && new_left.is_empty();
+    if i < old.len() || j < new.len() {
+        unpaired(i..old.len(), j..new.len());
+    }
+    let identical = runs.is_empty();
     if identical {
         return Changes {
             removed: Vec::new(),
             added: Vec::new(),
             identical,
+            runs,
         };
     }
+    let old_left = runs.iter().flat_map(|(o, _)| o.clone());
+    let new_left: Vec<usize> = runs.iter().flat_map(|(_, n)| n.clone()).collect();
     // Pair what is left by identity, then by pointer or content.
     let mut by_key: HashMap<(&str, Option<&str>), Vec<usize>, RandomState> = HashMap::default();
-    for &i in &old_left {
+    for i in old_left {
         by_key.entry(key(&*old[i])).or_default().push(i);
     }
     let mut added = Vec::new();
@@ -93,6 +125,7 @@ where
         removed: removed.into_iter().map(|i| Arc::clone(&old[i])).collect(),
         added,
         identical,
+        runs,
     }
 }
 
@@ -180,6 +213,10 @@ mod tests {
         assert!(!c.identical);
         assert_eq!(names(&c.removed), ["s19@1", "s25@1"]);
         assert_eq!(names(&c.added), ["new@1", "s25@2"]);
+        let mut stored = old.clone();
+        c.store(&mut stored, &new);
+        assert!(stored.iter().zip(&new).all(|(a, b)| Arc::ptr_eq(a, b)));
+        assert_eq!(stored.len(), new.len());
     }
 
     #[test]
@@ -191,6 +228,9 @@ mod tests {
         assert!(!c.identical);
         assert!(c.is_empty());
         assert!(same_objects(&old, &new));
+        let mut stored = old.clone();
+        c.store(&mut stored, &new);
+        assert!(stored.iter().zip(&new).all(|(a, b)| Arc::ptr_eq(a, b)));
     }
 
     #[test]
