@@ -144,7 +144,7 @@ pub struct Fragment {
 
 /// The two tables without services, with what is global (masquerade rules, NodePort
 /// addresses, ServiceCIDRs); [`finish`](Self::finish) adds the services' [`Fragment`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tables {
     tables: [Table; 2],
     service_cidrs: [Vec<IpNet>; 2],

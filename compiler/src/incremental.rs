@@ -8,7 +8,9 @@
 //! On each call:
 //!
 //! 1. The global inputs (configuration, the Node named `hostname`, ServiceCIDRs) are
-//!    compared with the previous ones; any change means a new compile from scratch.
+//!    compared with the previous ones; when what the global step makes of them changed
+//!    (this node's zone or addresses, say, but not its heartbeat), everything is compiled
+//!    from scratch.
 //! 2. Services, EndpointSlices and Endpoints are compared with the previous lists (see
 //!    `changes`: pointers first, then identity and content). A changed Service object
 //!    re-validates its identity; a changed slice or Endpoints object marks the Service it
@@ -107,39 +109,60 @@ impl IncrementalCompiler {
     }
 }
 
-/// The inputs of the global step (see `pipeline::prepare`).
+/// The inputs of the global step (see `pipeline::prepare`) and what it made of them.
 #[derive(Debug)]
 struct Globals {
     config: CompileConfig,
     /// The Nodes named `config.hostname`.
     nodes: Vec<Arc<Node>>,
     service_cidrs: Vec<Arc<ServiceCIDR>>,
+    context: Context,
+    /// The tables without Services.
+    skeleton: Tables,
+    /// Sorted.
+    diagnostics: Vec<Diagnostic>,
 }
 
 impl Globals {
-    fn of(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Self {
-        Globals {
+    /// The global step; the tables without Services are returned, the rest kept.
+    fn new(snapshot: &ClusterSnapshot, config: &CompileConfig) -> (Self, Tables) {
+        let mut diagnostics = Vec::new();
+        let (context, skeleton) = pipeline::prepare(snapshot, config, &mut diagnostics);
+        diagnostics.sort_by(pipeline::diagnostic_order);
+        let globals = Globals {
             config: config.clone(),
             nodes: this_nodes(snapshot, &config.hostname),
             service_cidrs: snapshot.service_cidrs.clone(),
-        }
+            context,
+            skeleton: skeleton.clone(),
+            diagnostics,
+        };
+        (globals, skeleton)
     }
 
-    /// Whether the global inputs are unchanged (as objects: equal objects in new `Arc`s
-    /// or another order are unchanged, and are kept for the next comparison).
+    /// Whether the global step would give what it gave before; if so, its inputs are
+    /// kept for the next comparison. Unchanged objects (by pointer or content) are
+    /// checked first; a changed object (this Node's status, say) that changes nothing
+    /// the step makes of it costs one global step, not a compile from scratch.
     fn refresh(&mut self, snapshot: &ClusterSnapshot, config: &CompileConfig) -> bool {
-        if self.config != *config {
-            return false;
-        }
         let nodes = this_nodes(snapshot, &config.hostname);
-        if !same_objects(&self.nodes, &nodes)
-            || !same_objects(&self.service_cidrs, &snapshot.service_cidrs)
-        {
-            return false;
+        let cidrs = changes(&self.service_cidrs, &snapshot.service_cidrs);
+        let same_objects =
+            self.config == *config && cidrs.is_empty() && same_objects(&self.nodes, &nodes);
+        if !same_objects {
+            let mut diagnostics = Vec::new();
+            let (context, skeleton) = pipeline::prepare(snapshot, config, &mut diagnostics);
+            diagnostics.sort_by(pipeline::diagnostic_order);
+            if context != self.context
+                || skeleton != self.skeleton
+                || diagnostics != self.diagnostics
+            {
+                return false;
+            }
+            self.config.clone_from(config);
         }
         self.nodes = nodes;
-        changes(&self.service_cidrs, &snapshot.service_cidrs)
-            .store(&mut self.service_cidrs, &snapshot.service_cidrs);
+        cidrs.store(&mut self.service_cidrs, &snapshot.service_cidrs);
         true
     }
 }
@@ -227,7 +250,6 @@ impl ClaimIndex {
 #[derive(Debug)]
 struct State {
     globals: Globals,
-    context: Context,
     /// The tables without Services, until the first update builds the ruleset in bulk.
     pending: Option<Tables>,
     /// The object lists of the previous snapshot.
@@ -259,11 +281,10 @@ struct State {
 impl State {
     /// A compile from scratch.
     fn new(snapshot: &ClusterSnapshot, config: &CompileConfig) -> Self {
-        let mut global_diagnostics = Vec::new();
-        let (context, tables) = pipeline::prepare(snapshot, config, &mut global_diagnostics);
+        let (globals, tables) = Globals::new(snapshot, config);
+        let global_diagnostics = globals.diagnostics.clone();
         let mut state = State {
-            globals: Globals::of(snapshot, config),
-            context,
+            globals,
             pending: Some(tables),
             services: Vec::new(),
             endpoint_slices: Vec::new(),
@@ -492,7 +513,7 @@ impl State {
             let legacy = self.legacy.get(id).into_iter().flatten().map(Arc::as_ref);
             let slices = index::validate_slices(slices, legacy, &mut outputs.diagnostics);
             let mut fragment = Fragment::default();
-            let ctx = &self.context;
+            let ctx = &self.globals.context;
             pipeline::service(ctx, def, losses, &slices, &mut fragment, &mut outputs);
             let record = FragmentRecord::of(&mut fragment);
             self.recompiled += 1;

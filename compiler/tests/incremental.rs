@@ -332,6 +332,8 @@ enum Event {
     Copy(usize),
     /// Rotate the snapshot's lists (a store's order is arbitrary).
     Rotate(usize),
+    /// Change a Node in a way the compiler does not read (an annotation).
+    Heartbeat(usize),
 }
 
 fn svc_model() -> impl Strategy<Value = SvcModel> {
@@ -492,6 +494,7 @@ fn event() -> impl Strategy<Value = Event> {
         1 => any::<bool>().prop_map(Event::ServiceCidr),
         1 => (0..SERVICE_SLOTS + SLICE_SLOTS).prop_map(Event::Copy),
         1 => (1..5usize).prop_map(Event::Rotate),
+        1 => (0..NODE_SLOTS).prop_map(Event::Heartbeat),
     ]
 }
 
@@ -818,6 +821,14 @@ impl Cluster {
                 }
             }
             Event::Rotate(by) => self.rotation += by,
+            Event::Heartbeat(i) => {
+                if let Some(node) = &mut self.nodes[*i] {
+                    let node = Arc::make_mut(node);
+                    let annotations = node.metadata.annotations.get_or_insert_default();
+                    let beats = annotations.entry("beats".to_owned()).or_default();
+                    beats.push('.');
+                }
+            }
         }
     }
 

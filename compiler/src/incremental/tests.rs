@@ -94,6 +94,14 @@ fn a_global_change_recompiles_everything() {
         .nodes
         .push(Arc::new(zoned_node("node-1", "zone-a")));
     assert_eq!(step(&mut compiler, &snapshot).1, 10);
+    // A change of this Node that changes nothing the compile reads (a heartbeat).
+    let mut beat = zoned_node("node-1", "zone-a");
+    let annotations = beat.metadata.annotations.get_or_insert_default();
+    annotations.insert("heartbeat".to_owned(), "1".to_owned());
+    snapshot.nodes[0] = Arc::new(beat);
+    assert_eq!(step(&mut compiler, &snapshot).1, 0);
+    snapshot.nodes[0] = Arc::new(zoned_node("node-1", "zone-b"));
+    assert_eq!(step(&mut compiler, &snapshot).1, 10);
     // Another node is not a global input.
     snapshot
         .nodes
