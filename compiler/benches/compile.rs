@@ -10,13 +10,19 @@
 //! (chains, rules, elements; transaction operations and nft commands) are printed.
 //! `compile/NxM` times the compile without freeing its output (`iter_with_large_drop`);
 //! `compile/NxM+drop` includes freeing it.
+//!
+//! `incremental/…` times `IncrementalCompiler::compile` at 10k × 10 after one change (goal:
+//! ≤ 3 ms, ideally ≤ 1 ms): one EndpointSlice gaining or losing an endpoint (alternately, so
+//! every iteration is a real change), one Service added or removed (alternately; its slice
+//! stays in the snapshot, so an added Service has 10 endpoints), and the first compile of a
+//! fresh compiler (what a change of the configuration, this Node or the ServiceCIDRs costs).
 
 #![allow(clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use k8s_openapi::api::core::v1::{
@@ -26,7 +32,9 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort
 use k8s_openapi::api::networking::v1::{ServiceCIDR, ServiceCIDRSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use nftproxy_compiler::{ClusterSnapshot, CompileConfig, DetectLocal, compile};
+use nftproxy_compiler::{
+    ClusterSnapshot, CompileConfig, DetectLocal, IncrementalCompiler, compile,
+};
 use nftproxy_rules::Ruleset;
 
 const ENDPOINTS_PER_SERVICE: usize = 10;
@@ -294,5 +302,99 @@ fn bench_diff(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, bench_compile, bench_diff);
+fn bench_incremental(c: &mut Criterion) {
+    const SERVICES: usize = 10_000;
+    const CHANGED: usize = SERVICES / 2;
+    let config = config();
+    let mut snapshot = cluster(Fam::V4, SERVICES);
+    // Service SERVICES comes and goes; its slice is always there.
+    let extra_service = Arc::new(service(Fam::V4, SERVICES));
+    snapshot.endpoint_slices.push(Arc::new(endpoint_slice(
+        Fam::V4,
+        SERVICES,
+        ENDPOINTS_PER_SERVICE,
+    )));
+    let slices = [
+        Arc::new(endpoint_slice(Fam::V4, CHANGED, ENDPOINTS_PER_SERVICE + 1)),
+        Arc::clone(&snapshot.endpoint_slices[CHANGED]),
+    ];
+    let mut compiler = IncrementalCompiler::new();
+    compiler.compile(&snapshot, &config);
+
+    let mut group = c.benchmark_group("incremental");
+    group.sample_size(50);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(5));
+    let mut flip = 0;
+    let mut slice_changed = |compiler: &mut IncrementalCompiler, snapshot: &mut ClusterSnapshot| {
+        flip ^= 1;
+        snapshot.endpoint_slices[CHANGED] = Arc::clone(&slices[flip]);
+        black_box(compiler.compile(black_box(snapshot), black_box(&config)));
+    };
+    group.bench_function("one-slice-changed-at-10k", |b| {
+        b.iter(|| slice_changed(&mut compiler, &mut snapshot))
+    });
+    let service_toggled = |compiler: &mut IncrementalCompiler, snapshot: &mut ClusterSnapshot| {
+        if snapshot.services.len() > SERVICES {
+            snapshot.services.pop();
+        } else {
+            snapshot.services.push(Arc::clone(&extra_service));
+        }
+        black_box(compiler.compile(black_box(snapshot), black_box(&config)));
+    };
+    group.bench_function("one-service-added-or-removed-at-10k", |b| {
+        b.iter(|| service_toggled(&mut compiler, &mut snapshot))
+    });
+    group.sample_size(10);
+    group.bench_function("first-compile-at-10k", |b| {
+        b.iter_with_large_drop(|| {
+            let mut fresh = IncrementalCompiler::new();
+            fresh.compile(black_box(&snapshot), black_box(&config));
+            fresh
+        })
+    });
+    group.finish();
+
+    // The figures, measured again by hand: medians of single compiles, each checked
+    // against `compile` once.
+    let median = |mut f: Box<dyn FnMut() -> Duration + '_>, runs: usize| {
+        let mut times: Vec<Duration> = (0..runs).map(|_| f()).collect();
+        times.sort_unstable();
+        times[runs / 2]
+    };
+    let mut compiler = IncrementalCompiler::new();
+    compiler.compile(&snapshot, &config);
+    let slice_median = median(
+        Box::new(|| {
+            let start = Instant::now();
+            slice_changed(&mut compiler, &mut snapshot);
+            start.elapsed()
+        }),
+        201,
+    );
+    assert!(compiler.compile(&snapshot, &config) == &compile(&snapshot, &config));
+    let service_median = median(
+        Box::new(|| {
+            let start = Instant::now();
+            service_toggled(&mut compiler, &mut snapshot);
+            start.elapsed()
+        }),
+        201,
+    );
+    assert!(compiler.compile(&snapshot, &config) == &compile(&snapshot, &config));
+    let full_median = median(
+        Box::new(|| {
+            let start = Instant::now();
+            black_box(compile(black_box(&snapshot), black_box(&config)));
+            start.elapsed()
+        }),
+        5,
+    );
+    println!(
+        "incremental at {SERVICES}x{ENDPOINTS_PER_SERVICE}: one slice changed {slice_median:?}, \
+         one service added/removed {service_median:?} (medians of 201; full compile {full_median:?})"
+    );
+}
+
+criterion_group!(benches, bench_compile, bench_diff, bench_incremental);
 criterion_main!(benches);

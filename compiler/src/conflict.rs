@@ -17,29 +17,90 @@ use crate::family::IpFamily;
 use crate::protocol::Protocol;
 use crate::service::{ServiceDef, ServicePortDef};
 
-/// Claims that lost a conflict. Indexes are (service index, port index).
+/// The claims of one Service that lost a conflict, indexed by port (the index in
+/// `ServiceDef::ports`), and the warnings naming the older Service that won each.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Losers {
-    cluster_ips: BTreeSet<(usize, usize, IpFamily)>,
-    external_ips: BTreeSet<(usize, usize, IpAddr)>,
-    node_ports: BTreeSet<(usize, usize)>,
+pub struct ServiceLosses {
+    cluster_ips: BTreeSet<(usize, IpFamily)>,
+    external_ips: BTreeSet<(usize, IpAddr)>,
+    node_ports: BTreeSet<usize>,
+    /// One warning per lost claim, on the losing Service.
+    pub warnings: Vec<Diagnostic>,
 }
 
+/// The losses of a Service that lost nothing.
+pub static NO_LOSSES: ServiceLosses = ServiceLosses {
+    cluster_ips: BTreeSet::new(),
+    external_ips: BTreeSet::new(),
+    node_ports: BTreeSet::new(),
+    warnings: Vec::new(),
+};
+
+impl ServiceLosses {
+    /// Whether the ClusterIP of this port in `family` lost (the port is skipped).
+    pub fn contains(&self, port: usize, family: IpFamily) -> bool {
+        !self.cluster_ips.is_empty() && self.cluster_ips.contains(&(port, family))
+    }
+
+    /// Whether this port's claim of the externalIP or LB IP `ip` lost.
+    pub fn lost_external_ip(&self, port: usize, ip: IpAddr) -> bool {
+        !self.external_ips.is_empty() && self.external_ips.contains(&(port, ip))
+    }
+
+    /// Whether this port's NodePort lost.
+    pub fn lost_node_port(&self, port: usize) -> bool {
+        !self.node_ports.is_empty() && self.node_ports.contains(&port)
+    }
+}
+
+/// The Services that lost a claim, by their index in the slice given to [`resolve`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Losers(BTreeMap<usize, ServiceLosses>);
+
 impl Losers {
-    /// Whether the ClusterIP of this service port in `family` lost (the port is skipped).
-    pub fn contains(&self, service: usize, port: usize, family: IpFamily) -> bool {
-        !self.cluster_ips.is_empty() && self.cluster_ips.contains(&(service, port, family))
+    /// The losses of the Service at `index` (none for most).
+    pub fn of(&self, index: usize) -> &ServiceLosses {
+        self.0.get(&index).unwrap_or(&NO_LOSSES)
     }
 
-    /// Whether this service port's claim of the externalIP or LB IP `ip` lost.
-    pub fn lost_external_ip(&self, service: usize, port: usize, ip: IpAddr) -> bool {
-        !self.external_ips.is_empty() && self.external_ips.contains(&(service, port, ip))
+    /// The Services that lost something, with their losses.
+    pub fn into_losses(self) -> impl Iterator<Item = (usize, ServiceLosses)> {
+        self.0.into_iter()
     }
 
-    /// Whether this service port's NodePort lost.
-    pub fn lost_node_port(&self, service: usize, port: usize) -> bool {
-        !self.node_ports.is_empty() && self.node_ports.contains(&(service, port))
+    fn entry(&mut self, index: usize) -> &mut ServiceLosses {
+        self.0.entry(index).or_default()
     }
+}
+
+/// A dispatch key a Service may claim: `(address, protocol, port)` (ClusterIPs, externalIPs
+/// and LB IPs share this space) or `(protocol, NodePort)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Claim {
+    Address(IpAddr, Protocol, u16),
+    NodePort(Protocol, u16),
+}
+
+/// Every key `service` may claim, sorted and deduplicated; whether it does depends on the
+/// older Services (a port whose ClusterIP lost claims nothing else). Services that share
+/// no key cannot conflict, so [`resolve`] over only the Services that share keys with
+/// others gives them the same losses as over all Services, and the rest lose nothing.
+pub fn claims(service: &ServiceDef) -> Vec<Claim> {
+    let mut out = Vec::new();
+    for (port_index, port) in service.ports.iter().enumerate() {
+        let key = |ip| Claim::Address(ip, port.protocol, port.port);
+        for (family, ip) in service.cluster_ips() {
+            out.push(key(ip));
+            out.extend(service.external.ips_of(family).into_iter().map(key));
+        }
+        let node_port = service.external.node_ports.get(port_index).copied();
+        if let Some(node_port) = node_port.flatten() {
+            out.push(Claim::NodePort(port.protocol, node_port));
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Who holds each key so far.
@@ -49,12 +110,13 @@ struct Claims {
     node_ports: BTreeMap<(Protocol, u16), usize>,
 }
 
-/// Finds the losing claims; `services` is indexed as the compiler iterates it.
-pub fn resolve(services: &[ServiceDef], diagnostics: &mut Vec<Diagnostic>) -> Losers {
+/// Finds the losing claims among `services` (which must have distinct identities); the
+/// result is indexed as `services` is. Input order does not matter.
+pub fn resolve(services: &[&ServiceDef]) -> Losers {
     let mut order: Vec<usize> = (0..services.len()).collect();
     // Oldest first: with a timestamp before without, then earlier, then by identity.
     order.sort_by_key(|&i| {
-        let s = &services[i];
+        let s = services[i];
         (s.created.is_none(), s.created, &s.id)
     });
     let mut claims = Claims::default();
@@ -65,7 +127,6 @@ pub fn resolve(services: &[ServiceDef], diagnostics: &mut Vec<Diagnostic>) -> Lo
             index,
             claims: &mut claims,
             losers: &mut losers,
-            diagnostics,
         };
         for (port_index, port) in services[index].ports.iter().enumerate() {
             ctx.claim_port(port_index, port);
@@ -76,22 +137,20 @@ pub fn resolve(services: &[ServiceDef], diagnostics: &mut Vec<Diagnostic>) -> Lo
 
 /// One service's claims being settled.
 struct Context<'a> {
-    services: &'a [ServiceDef],
+    services: &'a [&'a ServiceDef],
     index: usize,
     claims: &'a mut Claims,
     losers: &'a mut Losers,
-    diagnostics: &'a mut Vec<Diagnostic>,
 }
 
 impl Context<'_> {
     fn claim_port(&mut self, port_index: usize, port: &ServicePortDef) {
-        let service = &self.services[self.index];
+        let service = self.services[self.index];
         let mut emitted = false;
         for (family, ip) in service.cluster_ips() {
             if let Some(winner) = self.claim_address(ip, port) {
-                self.losers
-                    .cluster_ips
-                    .insert((self.index, port_index, family));
+                let losses = self.losers.entry(self.index);
+                losses.cluster_ips.insert((port_index, family));
                 self.warn(format!(
                     "{ip} {protocol} port {number} is already used by the older Service {winner}; port {label} ignored",
                     protocol = port.protocol,
@@ -103,9 +162,8 @@ impl Context<'_> {
             emitted = true;
             for ext in service.external.ips_of(family) {
                 if let Some(winner) = self.claim_address(ext, port) {
-                    self.losers
-                        .external_ips
-                        .insert((self.index, port_index, ext));
+                    let losses = self.losers.entry(self.index);
+                    losses.external_ips.insert((port_index, ext));
                     self.warn(format!(
                         "external address {ext} {protocol} port {number} is already used by the older Service {winner}; ignored for port {label}",
                         protocol = port.protocol,
@@ -132,7 +190,7 @@ impl Context<'_> {
         if holder == self.index {
             return;
         }
-        self.losers.node_ports.insert((self.index, port_index));
+        self.losers.entry(self.index).node_ports.insert(port_index);
         let winner = &self.services[holder].id;
         self.warn(format!(
             "{protocol} NodePort {node_port} is already used by the older Service {winner}; ignored for port {label}",
@@ -150,7 +208,7 @@ impl Context<'_> {
 
     fn warn(&mut self, message: String) {
         let id = &self.services[self.index].id;
-        self.diagnostics.push(Diagnostic {
+        self.losers.entry(self.index).warnings.push(Diagnostic {
             severity: Severity::Warning,
             object: ObjectRef::new("Service", Some(&id.namespace), id.name.as_str()),
             message,

@@ -7,6 +7,10 @@
 //! session affinity the chain starts with one sticky rule per endpoint and records each
 //! client in a per-endpoint set (see `affinity`).
 //!
+//! Services are emitted into a [`Fragment`] (their chains, sets and elements, per family),
+//! which [`Tables::finish`] turns into the ruleset; the incremental compiler keeps one
+//! fragment's worth of bookkeeping per service and patches a ruleset with them instead.
+//!
 //! Elements are collected as plain values and turned into set elements only at the end,
 //! sorted by a cheap native key: a `BTreeMap` built from sorted input costs one comparison
 //! per element instead of a tree search per insert (which dominated compile time at 10k
@@ -26,7 +30,6 @@ use crate::external_chain;
 use crate::family::IpFamily;
 use crate::firewall::{self, SourceRanges};
 use crate::layout::{self, REJECT_CHAIN, Sets};
-use crate::masquerade::Masquerade;
 use crate::naming::{ExternalNames, PortNames};
 use crate::nodeport::NodePortAddrs;
 use crate::protocol::Protocol;
@@ -35,17 +38,30 @@ use crate::service::{ServicePortDef, TrafficPolicy};
 
 /// A `KEY : verdict` element before it becomes one (`VIP . proto . port` or
 /// `proto . port`).
-#[derive(Debug)]
-struct Dispatch<K> {
-    key: K,
-    verdict: Verdict,
-    comment: String,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispatch<K> {
+    pub key: K,
+    pub verdict: Verdict,
+    pub comment: String,
 }
 
-type VipKey = (IpAddr, L4Proto, u16);
-type NodePortKey = (L4Proto, u16);
+impl<K> Dispatch<K> {
+    /// The map element, under `key` (the element key of `self.key`).
+    pub fn into_element(self, key: ElementKey) -> Element {
+        Element {
+            key,
+            value: Some(Value::Verdict(self.verdict)),
+            comment: Some(self.comment),
+        }
+    }
+}
 
-/// One externally reachable service port of one family, for [`Tables::add_external`].
+/// The key of a `service-ips`, `no-endpoint-services` or `firewall-ips` element.
+pub type VipKey = (IpAddr, L4Proto, u16);
+/// The key of a `service-nodeports` or `no-endpoint-nodeports` element.
+pub type NodePortKey = (L4Proto, u16);
+
+/// One externally reachable service port of one family, for [`Fragment::add_external`].
 #[derive(Debug)]
 pub struct ExternalPort<'a> {
     pub port: &'a ServicePortDef,
@@ -62,7 +78,7 @@ pub struct ExternalPort<'a> {
     pub affinity: Option<Affinity<'a>>,
 }
 
-/// The firewall of one service port, for [`Tables::add_firewall`].
+/// The firewall of one service port, for [`Fragment::add_firewall`].
 #[derive(Debug)]
 pub struct FirewallPort<'a> {
     pub port: &'a ServicePortDef,
@@ -76,69 +92,123 @@ pub struct FirewallPort<'a> {
     pub node_addresses: &'a [IpAddr],
 }
 
-/// One family's table while it is being built.
-#[derive(Debug)]
-struct Building {
-    table: Table,
-    cluster_ips: Vec<IpAddr>,
-    service_cidrs: Vec<IpNet>,
-    service_ips: Vec<Dispatch<VipKey>>,
-    no_endpoint_services: Vec<Dispatch<VipKey>>,
-    hairpin: Vec<IpAddr>,
-    nodeport_ips: Vec<IpAddr>,
-    service_nodeports: Vec<Dispatch<NodePortKey>>,
-    no_endpoint_nodeports: Vec<Dispatch<NodePortKey>>,
-    firewall_ips: Vec<Dispatch<VipKey>>,
-    /// The local-traffic detector of this family (see `masquerade`).
-    local: Option<Stmt>,
-    mark: u32,
+/// What the chains of services depend on besides the services: the masquerade mark and
+/// each family's local-traffic detector (see `masquerade`), indexed by [`IpFamily::index`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmitConfig {
+    pub mark: u32,
+    pub local: [Option<Stmt>; 2],
 }
 
-/// The two tables being built; see [`finish`](Self::finish).
-#[derive(Debug)]
+/// What services add to one family's table, in the order they added it: their own chains
+/// and sets, and their elements of the shared sets and maps (duplicates included; see
+/// [`Tables::finish`] for how they are settled).
+#[derive(Debug, Default)]
+pub struct Part {
+    /// Chains; a later chain replaces an earlier one of the same name.
+    pub chains: Vec<Chain>,
+    /// Affinity sets; a later set replaces an earlier one of the same name.
+    pub sets: Vec<Set>,
+    pub cluster_ips: Vec<IpAddr>,
+    /// Endpoint addresses E of `endpoint-hairpin` (`E . E`).
+    pub hairpin: Vec<IpAddr>,
+    pub service_ips: Vec<Dispatch<VipKey>>,
+    pub no_endpoint_services: Vec<Dispatch<VipKey>>,
+    pub service_nodeports: Vec<Dispatch<NodePortKey>>,
+    pub no_endpoint_nodeports: Vec<Dispatch<NodePortKey>>,
+    pub firewall_ips: Vec<Dispatch<VipKey>>,
+}
+
+impl Part {
+    /// Moves everything `other` holds to the end of `self`.
+    pub fn append(&mut self, other: &mut Part) {
+        self.chains.append(&mut other.chains);
+        self.sets.append(&mut other.sets);
+        self.cluster_ips.append(&mut other.cluster_ips);
+        self.hairpin.append(&mut other.hairpin);
+        self.service_ips.append(&mut other.service_ips);
+        self.no_endpoint_services
+            .append(&mut other.no_endpoint_services);
+        self.service_nodeports.append(&mut other.service_nodeports);
+        self.no_endpoint_nodeports
+            .append(&mut other.no_endpoint_nodeports);
+        self.firewall_ips.append(&mut other.firewall_ips);
+    }
+}
+
+/// What one or more services add to both tables, per family ([`IpFamily::index`]).
+#[derive(Debug, Default)]
+pub struct Fragment {
+    pub parts: [Part; 2],
+}
+
+/// The two tables without services, with what is global (masquerade rules, NodePort
+/// addresses, ServiceCIDRs); [`finish`](Self::finish) adds the services' [`Fragment`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tables {
-    tables: [Building; 2],
+    tables: [Table; 2],
+    service_cidrs: [Vec<IpNet>; 2],
+    nodeport_ips: [Vec<IpAddr>; 2],
 }
 
 impl Tables {
-    /// Empty layouts for both families, with their masquerade rules and local-traffic
-    /// detectors (see `masquerade`) and their NodePort addresses (see `nodeport`).
-    pub fn new(mark: u32, masquerade: Masquerade, node_ports: [NodePortAddrs; 2]) -> Self {
-        let Masquerade { mut rules, local } = masquerade;
+    /// Empty layouts for both families, with their masquerade rules (see `masquerade`)
+    /// and their NodePort addresses (see `nodeport`).
+    pub fn new(mark: u32, mut rules: [Option<Rule>; 2], node_ports: [NodePortAddrs; 2]) -> Self {
+        let mut nodeport_ips = [Vec::new(), Vec::new()];
         let tables = IpFamily::ALL.map(|family| {
             let index = family.index();
-            let (all_local, nodeport_ips) = match &node_ports[index] {
-                NodePortAddrs::AllLocal => (true, Vec::new()),
-                NodePortAddrs::Listed(ips) => (false, ips.clone()),
+            let all_local = match &node_ports[index] {
+                NodePortAddrs::AllLocal => true,
+                NodePortAddrs::Listed(ips) => {
+                    nodeport_ips[index].clone_from(ips);
+                    false
+                }
             };
-            Building {
-                table: layout::skeleton(family, mark, rules[index].take(), all_local),
-                cluster_ips: Vec::new(),
-                service_cidrs: Vec::new(),
-                service_ips: Vec::new(),
-                no_endpoint_services: Vec::new(),
-                hairpin: Vec::new(),
-                nodeport_ips,
-                service_nodeports: Vec::new(),
-                no_endpoint_nodeports: Vec::new(),
-                firewall_ips: Vec::new(),
-                local: local[index].clone(),
-                mark,
-            }
+            layout::skeleton(family, mark, rules[index].take(), all_local)
         });
-        Tables { tables }
+        Tables {
+            tables,
+            service_cidrs: [Vec::new(), Vec::new()],
+            nodeport_ips,
+        }
     }
 
     /// Adds ServiceCIDR prefixes (already folded so that none overlaps another).
     pub fn add_service_cidrs(&mut self, prefixes: impl IntoIterator<Item = IpNet>) {
         for net in prefixes {
             let family = IpFamily::of_net(&net);
-            self.tables[family.index()].service_cidrs.push(net);
+            self.service_cidrs[family.index()].push(net);
         }
     }
 
+    /// The finished ruleset: both tables, always, even without services. Chains and sets
+    /// are inserted in fragment order (a later one replaces an earlier one of the same
+    /// name); set elements are deduplicated, and of map elements with equal keys the first
+    /// is kept.
+    pub fn finish(self, fragment: Fragment) -> Ruleset {
+        let mut ruleset = Ruleset::new();
+        let Tables {
+            tables,
+            service_cidrs,
+            nodeport_ips,
+        } = self;
+        let inputs = tables
+            .into_iter()
+            .zip(fragment.parts)
+            .zip(service_cidrs.into_iter().zip(nodeport_ips));
+        for (family, ((table, part), (cidrs, nodeport_ips))) in
+            IpFamily::ALL.into_iter().zip(inputs)
+        {
+            ruleset.insert_table(finish_table(family, table, part, cidrs, nodeport_ips));
+        }
+        ruleset
+    }
+}
+
+impl Fragment {
     pub fn add_cluster_ip(&mut self, ip: IpAddr) {
-        self.tables[IpFamily::of(&ip).index()].cluster_ips.push(ip);
+        self.parts[IpFamily::of(&ip).index()].cluster_ips.push(ip);
     }
 
     /// Adds one service port of one family: its dispatch element and, with endpoints,
@@ -151,15 +221,15 @@ impl Tables {
         outcome: PortOutcome,
         affinity: Option<Affinity<'_>>,
     ) {
-        let building = &mut self.tables[IpFamily::of(&vip).index()];
+        let part = &mut self.parts[IpFamily::of(&vip).index()];
         let key = (vip, port.protocol.l4(), port.port);
         let comment = names.comment.clone();
         let verdict = match outcome {
             PortOutcome::Endpoints(targets) => {
-                building.hairpin.extend(targets.iter().map(|t| t.addr));
-                building.insert_cascade(&names.chain, port.protocol, &targets, affinity);
+                part.hairpin.extend(targets.iter().map(|t| t.addr));
+                part.push_cascade_chain(&names.chain, port.protocol, &targets, affinity);
                 let verdict = Verdict::Goto(names.chain.clone());
-                building.service_ips.push(Dispatch {
+                part.service_ips.push(Dispatch {
                     key,
                     verdict,
                     comment,
@@ -174,7 +244,7 @@ impl Tables {
             verdict,
             comment,
         };
-        building.no_endpoint_services.push(dispatch);
+        part.no_endpoint_services.push(dispatch);
     }
 
     /// Adds the external paths of one service port in one family: NodePort, externalIP
@@ -183,6 +253,7 @@ impl Tables {
     /// endpoints (used with `externalTrafficPolicy: Local`).
     pub fn add_external(
         &mut self,
+        config: &EmitConfig,
         family: IpFamily,
         ext: &ExternalPort<'_>,
         cluster: PortOutcome,
@@ -192,52 +263,40 @@ impl Tables {
             // Every external claim of this port lost a conflict: nothing would use a chain.
             return;
         }
-        let building = &mut self.tables[family.index()];
+        let part = &mut self.parts[family.index()];
         let PortOutcome::Endpoints(targets) = cluster else {
-            building.no_endpoints(ext, Verdict::Goto(REJECT_CHAIN.to_owned()));
+            part.no_endpoints(ext, Verdict::Goto(REJECT_CHAIN.to_owned()));
             return;
         };
-        building.hairpin.extend(targets.iter().map(|t| t.addr));
+        part.hairpin.extend(targets.iter().map(|t| t.addr));
         let cluster_chain = match ext.service_chain {
             Some(chain) => chain.to_owned(),
             None => {
                 let name = &ext.names.cluster;
-                building.insert_cascade(name, ext.port.protocol, &targets, ext.affinity);
+                part.push_cascade_chain(name, ext.port.protocol, &targets, ext.affinity);
                 name.clone()
             }
         };
         let names = ext.names;
+        let mark = config.mark;
+        let detector = config.local[family.index()].as_ref();
         let chain = match (ext.policy, local) {
             (TrafficPolicy::Cluster, _) => {
-                external_chain::cluster(&names.external, building.mark, &cluster_chain)
+                external_chain::cluster(&names.external, mark, &cluster_chain)
             }
             (TrafficPolicy::Local, PortOutcome::Endpoints(local)) => {
-                building.hairpin.extend(local.iter().map(|t| t.addr));
-                building.insert_cascade(&names.local, ext.port.protocol, &local, ext.affinity);
-                let detector = building.local.as_ref();
+                part.hairpin.extend(local.iter().map(|t| t.addr));
+                part.push_cascade_chain(&names.local, ext.port.protocol, &local, ext.affinity);
                 let local_chain = Some(names.local.as_str());
-                external_chain::local(
-                    &names.external,
-                    building.mark,
-                    detector,
-                    &cluster_chain,
-                    local_chain,
-                )
+                external_chain::local(&names.external, mark, detector, &cluster_chain, local_chain)
             }
             (TrafficPolicy::Local, _) => {
-                building.no_endpoints(ext, Verdict::Drop);
-                let detector = building.local.as_ref();
-                external_chain::local(
-                    &names.external,
-                    building.mark,
-                    detector,
-                    &cluster_chain,
-                    None,
-                )
+                part.no_endpoints(ext, Verdict::Drop);
+                external_chain::local(&names.external, mark, detector, &cluster_chain, None)
             }
         };
-        building.table.insert_chain(chain);
-        building.dispatch_external(ext, &Verdict::Goto(names.external.clone()));
+        part.chains.push(chain);
+        part.dispatch_external(ext, &Verdict::Goto(names.external.clone()));
     }
 
     /// Adds the `loadBalancerSourceRanges` check of one service port in one family: its
@@ -247,32 +306,21 @@ impl Tables {
         if fw.lb_ips.is_empty() || !fw.ranges.listed {
             return;
         }
-        let building = &mut self.tables[family.index()];
+        let part = &mut self.parts[family.index()];
         let chain = firewall::chain(fw.chain, family, fw.ranges, &fw.lb_ips, fw.node_addresses);
-        building.table.insert_chain(chain);
+        part.chains.push(chain);
         let verdict = Verdict::Goto(fw.chain.to_owned());
         for &ip in &fw.lb_ips {
             let key = (ip, fw.port.protocol.l4(), fw.port.port);
-            building
-                .firewall_ips
-                .push(dispatch(key, &verdict, fw.comment));
+            part.firewall_ips.push(dispatch(key, &verdict, fw.comment));
         }
-    }
-
-    /// The finished ruleset: both tables, always, even without services.
-    pub fn finish(self) -> Ruleset {
-        let mut ruleset = Ruleset::new();
-        for (family, building) in IpFamily::ALL.into_iter().zip(self.tables) {
-            ruleset.insert_table(building.finish(family));
-        }
-        ruleset
     }
 }
 
-impl Building {
-    /// Inserts the dnat cascade `name` of `targets` and, with affinity, the sets it uses
-    /// (shared by every cascade of the port: inserting one again changes nothing).
-    fn insert_cascade(
+impl Part {
+    /// Adds the dnat cascade `name` of `targets` and, with affinity, the sets it uses
+    /// (shared by every cascade of the port: adding one again changes nothing).
+    fn push_cascade_chain(
         &mut self,
         name: &str,
         protocol: Protocol,
@@ -283,7 +331,7 @@ impl Building {
         let Some(affinity) = affinity else {
             chain.rules.reserve_exact(targets.len());
             push_cascade(&mut chain, protocol, targets, None);
-            self.table.insert_chain(chain);
+            self.chains.push(chain);
             return;
         };
         let sets: Vec<String> = targets.iter().map(|t| affinity.set_name(t)).collect();
@@ -293,9 +341,9 @@ impl Building {
         }
         push_cascade(&mut chain, protocol, targets, Some(&sets));
         push_cascade(&mut chain, protocol, targets, None);
-        self.table.insert_chain(chain);
+        self.chains.push(chain);
         for (target, set) in targets.iter().zip(sets) {
-            self.table.insert_set(affinity.set(target, set));
+            self.sets.push(affinity.set(target, set));
         }
     }
 
@@ -325,54 +373,78 @@ impl Building {
                 .push(dispatch(key, &verdict, comment));
         }
     }
+}
 
-    fn finish(mut self, family: IpFamily) -> Table {
-        let mut sets = Sets::new(family);
-        fill(
-            &mut sets.cluster_ips,
-            sorted_addrs(self.cluster_ips),
-            |ip| ElementKey::from([Value::from(ip)]),
-        );
-        self.service_cidrs.sort_unstable();
-        self.service_cidrs.dedup();
-        fill(&mut sets.service_cidrs, self.service_cidrs, |net| {
-            ElementKey::from([Value::Prefix(net)])
-        });
-        fill(
-            &mut sets.endpoint_hairpin,
-            sorted_addrs(self.hairpin),
-            |ip| ElementKey::from([Value::from(ip), Value::from(ip)]),
-        );
-        fill(
-            &mut sets.nodeport_ips,
-            sorted_addrs(self.nodeport_ips),
-            |ip| ElementKey::from([Value::from(ip)]),
-        );
-        let vip = |(vip, proto, port): VipKey| {
-            ElementKey::from([Value::from(vip), Value::Proto(proto), Value::Port(port)])
-        };
-        let node_port =
-            |(proto, port): NodePortKey| ElementKey::from([Value::Proto(proto), Value::Port(port)]);
-        fill_map(&mut sets.service_ips, self.service_ips, vip);
-        fill_map(
-            &mut sets.no_endpoint_services,
-            self.no_endpoint_services,
-            vip,
-        );
-        fill_map(
-            &mut sets.service_nodeports,
-            self.service_nodeports,
-            node_port,
-        );
-        fill_map(
-            &mut sets.no_endpoint_nodeports,
-            self.no_endpoint_nodeports,
-            node_port,
-        );
-        fill_map(&mut sets.firewall_ips, self.firewall_ips, vip);
-        sets.insert_into(&mut self.table);
-        self.table
+/// One family's finished table: the skeleton with the services' part and the global sets.
+fn finish_table(
+    family: IpFamily,
+    mut table: Table,
+    part: Part,
+    mut service_cidrs: Vec<IpNet>,
+    nodeport_ips: Vec<IpAddr>,
+) -> Table {
+    for chain in part.chains {
+        table.insert_chain(chain);
     }
+    for set in part.sets {
+        table.insert_set(set);
+    }
+    let mut sets = Sets::new(family);
+    fill(
+        &mut sets.cluster_ips,
+        sorted_addrs(part.cluster_ips),
+        addr_key,
+    );
+    service_cidrs.sort_unstable();
+    service_cidrs.dedup();
+    fill(&mut sets.service_cidrs, service_cidrs, |net| {
+        ElementKey::from([Value::Prefix(net)])
+    });
+    fill(
+        &mut sets.endpoint_hairpin,
+        sorted_addrs(part.hairpin),
+        hairpin_key,
+    );
+    fill(&mut sets.nodeport_ips, sorted_addrs(nodeport_ips), addr_key);
+    fill_map(&mut sets.service_ips, part.service_ips, vip_key);
+    fill_map(
+        &mut sets.no_endpoint_services,
+        part.no_endpoint_services,
+        vip_key,
+    );
+    fill_map(
+        &mut sets.service_nodeports,
+        part.service_nodeports,
+        node_port_key,
+    );
+    fill_map(
+        &mut sets.no_endpoint_nodeports,
+        part.no_endpoint_nodeports,
+        node_port_key,
+    );
+    fill_map(&mut sets.firewall_ips, part.firewall_ips, vip_key);
+    sets.insert_into(&mut table);
+    table
+}
+
+/// The element key of an address set (`cluster-ips`, `nodeport-ips`).
+pub fn addr_key(ip: IpAddr) -> ElementKey {
+    ElementKey::from([Value::from(ip)])
+}
+
+/// The element key `E . E` of `endpoint-hairpin`.
+pub fn hairpin_key(ip: IpAddr) -> ElementKey {
+    ElementKey::from([Value::from(ip), Value::from(ip)])
+}
+
+/// The element key `VIP . proto . port`.
+pub fn vip_key((vip, proto, port): VipKey) -> ElementKey {
+    ElementKey::from([Value::from(vip), Value::Proto(proto), Value::Port(port)])
+}
+
+/// The element key `proto . port`.
+pub fn node_port_key((proto, port): NodePortKey) -> ElementKey {
+    ElementKey::from([Value::Proto(proto), Value::Port(port)])
 }
 
 /// Addresses sorted (in `IpAddr` order) and deduplicated. Sorting plain integers is much
@@ -438,27 +510,27 @@ fn dispatch<K>(key: K, verdict: &Verdict, comment: &str) -> Dispatch<K> {
 }
 
 /// Sets a verdict map's elements. Conflicts between services are settled before (see
-/// `conflict`); the sort is stable and the first of equal keys is kept, so any duplicate
-/// left (one service listing an address twice) is dropped deterministically.
+/// `conflict`); of equal keys the first is kept (see [`first_of_each_key`]), so any
+/// duplicate left (one service listing an address twice) is dropped deterministically.
 fn fill_map<K: Ord + Copy>(
     set: &mut Set,
     mut dispatches: Vec<Dispatch<K>>,
     element_key: impl Fn(K) -> ElementKey,
 ) {
-    dispatches.sort_by_key(|d| d.key);
-    dispatches.dedup_by_key(|d| d.key);
+    first_of_each_key(&mut dispatches);
     set.elements = dispatches
         .into_iter()
         .map(|d| {
             let key = element_key(d.key);
-            let element = Element {
-                key: key.clone(),
-                value: Some(Value::Verdict(d.verdict)),
-                comment: Some(d.comment),
-            };
-            (key, element)
+            (key.clone(), d.into_element(key))
         })
         .collect();
+}
+
+/// Sorts `dispatches` by key and keeps the first of equal keys (the sort is stable).
+pub fn first_of_each_key<K: Ord + Copy>(dispatches: &mut Vec<Dispatch<K>>) {
+    dispatches.sort_by_key(|d| d.key);
+    dispatches.dedup_by_key(|d| d.key);
 }
 
 /// Appends `[numgen random mod K == 0] meta l4proto PROTO [update @SET { ip saddr }] dnat

@@ -42,28 +42,19 @@ impl<'a> Inputs<'a> {
     pub fn build(snapshot: &'a ClusterSnapshot, diagnostics: &mut Vec<Diagnostic>) -> Self {
         let mut slices: Lookup<'a, EndpointSlice> = HashMap::default();
         for slice in &snapshot.endpoint_slices {
-            let labels = slice.metadata.labels.as_ref();
-            match labels.and_then(|l| l.get(SERVICE_NAME_LABEL)) {
-                Some(service) => {
-                    let key = (meta::namespace(&slice.metadata), service.as_str());
-                    slices.entry(key).or_default().push(slice);
-                }
-                None => diagnostics.push(Diagnostic {
-                    severity: Severity::Warning,
-                    object: meta::object_ref("EndpointSlice", &slice.metadata, true),
-                    message: format!("has no {SERVICE_NAME_LABEL} label; ignored"),
-                }),
+            match slice_owner(slice) {
+                Ok(key) => slices.entry(key).or_default().push(slice),
+                Err(diagnostic) => diagnostics.push(diagnostic),
             }
         }
         let mut legacy: Lookup<'a, Endpoints> = HashMap::default();
         for endpoints in &snapshot.endpoints {
-            if let Some(name) = endpoints.metadata.name.as_deref() {
-                let key = (meta::namespace(&endpoints.metadata), name);
+            if let Some(key) = endpoints_owner(endpoints) {
                 legacy.entry(key).or_default().push(endpoints);
             }
         }
         Inputs {
-            services: services(&snapshot.services, diagnostics),
+            services: services(snapshot.services.iter().map(Arc::as_ref), diagnostics),
             slices,
             legacy,
         }
@@ -77,35 +68,69 @@ impl<'a> Inputs<'a> {
         diagnostics: &mut Vec<Diagnostic>,
     ) -> Vec<SliceDef<'a>> {
         let key = (id.namespace.as_str(), id.name.as_str());
-        let mut out = Vec::new();
-        if let Some(raw) = self.slices.get(&key) {
-            for slice in raw.iter().filter(|s| s.address_type != "FQDN") {
-                match SliceDef::try_from(*slice) {
-                    Ok(def) => out.push(def),
-                    Err(err) => diagnostics.push(Diagnostic {
-                        severity: Severity::Error,
-                        object: meta::object_ref("EndpointSlice", &slice.metadata, true),
-                        message: format!("{err}; skipped"),
-                    }),
-                }
-            }
-        } else if let Some(raw) = self.legacy.get(&key) {
-            for endpoints in raw {
-                match LegacySlices::try_from(*endpoints) {
-                    Ok(LegacySlices(defs)) => out.extend(defs),
-                    Err(err) => diagnostics.push(Diagnostic {
-                        severity: Severity::Error,
-                        object: meta::object_ref("Endpoints", &endpoints.metadata, true),
-                        message: format!("{err}; skipped"),
-                    }),
-                }
-            }
-        }
-        for slice in &out {
-            report_rejected(slice, diagnostics);
-        }
-        out
+        let slices = self.slices.get(&key).into_iter().flatten().copied();
+        let legacy = self.legacy.get(&key).into_iter().flatten().copied();
+        validate_slices(slices, legacy, diagnostics)
     }
+}
+
+/// The validated slices of a Service from its EndpointSlices (`slices`) or, when it has
+/// none, its legacy Endpoints (`legacy`). Invalid objects and addresses become diagnostics.
+pub fn validate_slices<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    legacy: impl IntoIterator<Item = &'a Endpoints>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<SliceDef<'a>> {
+    let mut out = Vec::new();
+    let mut slices = slices.into_iter().peekable();
+    if slices.peek().is_some() {
+        for slice in slices.filter(|s| s.address_type != "FQDN") {
+            match SliceDef::try_from(slice) {
+                Ok(def) => out.push(def),
+                Err(err) => diagnostics.push(Diagnostic {
+                    severity: Severity::Error,
+                    object: meta::object_ref("EndpointSlice", &slice.metadata, true),
+                    message: format!("{err}; skipped"),
+                }),
+            }
+        }
+    } else {
+        for endpoints in legacy {
+            match LegacySlices::try_from(endpoints) {
+                Ok(LegacySlices(defs)) => out.extend(defs),
+                Err(err) => diagnostics.push(Diagnostic {
+                    severity: Severity::Error,
+                    object: meta::object_ref("Endpoints", &endpoints.metadata, true),
+                    message: format!("{err}; skipped"),
+                }),
+            }
+        }
+    }
+    for slice in &out {
+        report_rejected(slice, diagnostics);
+    }
+    out
+}
+
+/// The `(namespace, service name)` an EndpointSlice belongs to, or the warning that it
+/// belongs to none.
+pub fn slice_owner(slice: &EndpointSlice) -> Result<(&str, &str), Diagnostic> {
+    let labels = slice.metadata.labels.as_ref();
+    match labels.and_then(|l| l.get(SERVICE_NAME_LABEL)) {
+        Some(service) => Ok((meta::namespace(&slice.metadata), service.as_str())),
+        None => Err(Diagnostic {
+            severity: Severity::Warning,
+            object: meta::object_ref("EndpointSlice", &slice.metadata, true),
+            message: format!("has no {SERVICE_NAME_LABEL} label; ignored"),
+        }),
+    }
+}
+
+/// The `(namespace, name)` a legacy Endpoints object is filed under (that of its
+/// Service); `None` without a name.
+pub fn endpoints_owner(endpoints: &Endpoints) -> Option<(&str, &str)> {
+    let name = endpoints.metadata.name.as_deref()?;
+    Some((meta::namespace(&endpoints.metadata), name))
 }
 
 fn report_rejected(slice: &SliceDef<'_>, diagnostics: &mut Vec<Diagnostic>) {
@@ -123,13 +148,13 @@ fn report_rejected(slice: &SliceDef<'_>, diagnostics: &mut Vec<Diagnostic>) {
 
 /// Validates the Services nftproxy handles, one per identity, sorted by identity.
 /// Two different objects with one identity are ambiguous: both are skipped.
-fn services(raw: &[Arc<Service>], diagnostics: &mut Vec<Diagnostic>) -> Vec<ServiceDef> {
-    let mut valid: Vec<(ServiceDef, &Service)> = Vec::with_capacity(raw.len());
-    for object in raw
-        .iter()
-        .map(Arc::as_ref)
-        .filter(|s| service::is_proxied(s))
-    {
+pub fn services<'s>(
+    raw: impl IntoIterator<Item = &'s Service>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<ServiceDef> {
+    let raw = raw.into_iter();
+    let mut valid: Vec<(ServiceDef, &Service)> = Vec::with_capacity(raw.size_hint().0);
+    for object in raw.filter(|s| service::is_proxied(s)) {
         match ServiceDef::try_from(object) {
             Ok(def) => valid.push((def, object)),
             Err(err) => diagnostics.push(service_diagnostic(object, &err)),

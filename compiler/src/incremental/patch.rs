@@ -1,0 +1,242 @@
+//! One Service's part of the ruleset, remembered so that it can be taken out again, and
+//! the patching of a ruleset with such parts.
+//!
+//! A Service owns its chains and affinity sets (names derive from its identity) and its
+//! map elements (conflicts are settled before, so no two Services emit one key). It
+//! shares `cluster-ips` elements (two Services may claim one ClusterIP) and
+//! `endpoint-hairpin` elements (one endpoint may back several Services): those are
+//! reference-counted, and an element leaves its set with its last Service.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use foldhash::quality::RandomState;
+use nftproxy_rules::{Element, Ruleset, Table, TableId};
+
+use crate::emit::{
+    self, Dispatch, Fragment, NodePortKey, Part, VipKey, addr_key, hairpin_key, node_port_key,
+    vip_key,
+};
+use crate::family::IpFamily;
+use crate::layout::{
+    CLUSTER_IPS, ENDPOINT_HAIRPIN, FIREWALL_IPS, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES,
+    SERVICE_IPS, SERVICE_NODEPORTS, TABLE,
+};
+
+/// A verdict-map element key, as the Service emitted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MapKey {
+    Vip(&'static str, VipKey),
+    NodePort(&'static str, NodePortKey),
+}
+
+/// What one Service put into one family's table.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PartRecord {
+    /// Chain names, sorted, deduplicated.
+    chains: Vec<String>,
+    /// Affinity set names, sorted, deduplicated.
+    sets: Vec<String>,
+    /// `cluster-ips` addresses, sorted, deduplicated.
+    cluster_ips: Vec<IpAddr>,
+    /// `endpoint-hairpin` addresses, sorted, deduplicated.
+    hairpin: Vec<IpAddr>,
+    /// Verdict-map elements, one per key.
+    elements: Vec<MapKey>,
+}
+
+impl PartRecord {
+    /// The record of `part`, whose map elements are first settled as
+    /// [`emit::Tables::finish`] settles them (sorted, the first of equal keys kept).
+    fn of(part: &mut Part) -> Self {
+        let mut chains: Vec<String> = part.chains.iter().map(|c| c.name.clone()).collect();
+        chains.sort_unstable();
+        chains.dedup();
+        let mut sets: Vec<String> = part.sets.iter().map(|s| s.name.clone()).collect();
+        sets.sort_unstable();
+        sets.dedup();
+        let mut cluster_ips = part.cluster_ips.clone();
+        cluster_ips.sort_unstable();
+        cluster_ips.dedup();
+        let mut hairpin = part.hairpin.clone();
+        hairpin.sort_unstable();
+        hairpin.dedup();
+        let mut elements = Vec::new();
+        for (map, dispatches) in vip_maps(part) {
+            emit::first_of_each_key(dispatches);
+            elements.extend(dispatches.iter().map(|d| MapKey::Vip(map, d.key)));
+        }
+        for (map, dispatches) in node_port_maps(part) {
+            emit::first_of_each_key(dispatches);
+            elements.extend(dispatches.iter().map(|d| MapKey::NodePort(map, d.key)));
+        }
+        PartRecord {
+            chains,
+            sets,
+            cluster_ips,
+            hairpin,
+            elements,
+        }
+    }
+}
+
+/// What one Service put into both tables.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FragmentRecord {
+    parts: [PartRecord; 2],
+}
+
+impl FragmentRecord {
+    /// The record of `fragment`; settles its map elements (see [`PartRecord::of`]).
+    pub fn of(fragment: &mut Fragment) -> Self {
+        let [v4, v6] = &mut fragment.parts;
+        FragmentRecord {
+            parts: [PartRecord::of(v4), PartRecord::of(v6)],
+        }
+    }
+}
+
+fn vip_maps(part: &mut Part) -> [(&'static str, &mut Vec<Dispatch<VipKey>>); 3] {
+    [
+        (SERVICE_IPS, &mut part.service_ips),
+        (NO_ENDPOINT_SERVICES, &mut part.no_endpoint_services),
+        (FIREWALL_IPS, &mut part.firewall_ips),
+    ]
+}
+
+fn node_port_maps(part: &mut Part) -> [(&'static str, &mut Vec<Dispatch<NodePortKey>>); 2] {
+    [
+        (SERVICE_NODEPORTS, &mut part.service_nodeports),
+        (NO_ENDPOINT_NODEPORTS, &mut part.no_endpoint_nodeports),
+    ]
+}
+
+/// The reference counts of the elements Services share, and the patching of a ruleset.
+#[derive(Debug, Default)]
+pub struct Shared {
+    cluster_ips: HashMap<IpAddr, u32, RandomState>,
+    hairpin: HashMap<IpAddr, u32, RandomState>,
+}
+
+impl Shared {
+    /// Counts a Service's shared elements without touching a ruleset (for a ruleset
+    /// built in bulk from the same fragments).
+    pub fn count(&mut self, record: &FragmentRecord) {
+        for part in &record.parts {
+            for ip in &part.cluster_ips {
+                *self.cluster_ips.entry(*ip).or_insert(0) += 1;
+            }
+            for ip in &part.hairpin {
+                *self.hairpin.entry(*ip).or_insert(0) += 1;
+            }
+        }
+    }
+
+    /// Adds a Service's `fragment` (settled by [`FragmentRecord::of`], which gave
+    /// `record`) to `ruleset`.
+    pub fn insert(&mut self, ruleset: &mut Ruleset, fragment: Fragment, record: &FragmentRecord) {
+        let parts = fragment.parts.into_iter().zip(&record.parts);
+        for (family, (mut part, record)) in IpFamily::ALL.into_iter().zip(parts) {
+            let table = table(ruleset, family);
+            for chain in part.chains.drain(..) {
+                table.insert_chain(chain);
+            }
+            for set in part.sets.drain(..) {
+                table.insert_set(set);
+            }
+            for ip in &record.cluster_ips {
+                if increment(&mut self.cluster_ips, *ip) {
+                    insert(table, CLUSTER_IPS, Element::key(addr_key(*ip)));
+                }
+            }
+            for ip in &record.hairpin {
+                if increment(&mut self.hairpin, *ip) {
+                    insert(table, ENDPOINT_HAIRPIN, Element::key(hairpin_key(*ip)));
+                }
+            }
+            for (map, dispatches) in vip_maps(&mut part) {
+                for d in dispatches.drain(..) {
+                    let key = vip_key(d.key);
+                    insert(table, map, d.into_element(key));
+                }
+            }
+            for (map, dispatches) in node_port_maps(&mut part) {
+                for d in dispatches.drain(..) {
+                    let key = node_port_key(d.key);
+                    insert(table, map, d.into_element(key));
+                }
+            }
+        }
+    }
+
+    /// Takes what `record` says a Service added out of `ruleset` again.
+    pub fn remove(&mut self, ruleset: &mut Ruleset, record: &FragmentRecord) {
+        for (family, part) in IpFamily::ALL.into_iter().zip(&record.parts) {
+            let table = table(ruleset, family);
+            for chain in &part.chains {
+                table.chains.remove(chain);
+            }
+            for set in &part.sets {
+                table.sets.remove(set);
+            }
+            for ip in &part.cluster_ips {
+                if decrement(&mut self.cluster_ips, *ip) {
+                    remove(table, CLUSTER_IPS, &addr_key(*ip));
+                }
+            }
+            for ip in &part.hairpin {
+                if decrement(&mut self.hairpin, *ip) {
+                    remove(table, ENDPOINT_HAIRPIN, &hairpin_key(*ip));
+                }
+            }
+            for element in &part.elements {
+                match *element {
+                    MapKey::Vip(map, key) => remove(table, map, &vip_key(key)),
+                    MapKey::NodePort(map, key) => remove(table, map, &node_port_key(key)),
+                }
+            }
+        }
+    }
+}
+
+/// Counts one more reference; whether it is the first.
+fn increment(counts: &mut HashMap<IpAddr, u32, RandomState>, ip: IpAddr) -> bool {
+    let count = counts.entry(ip).or_insert(0);
+    *count += 1;
+    *count == 1
+}
+
+/// Counts one reference less; whether it was the last.
+fn decrement(counts: &mut HashMap<IpAddr, u32, RandomState>, ip: IpAddr) -> bool {
+    let Some(count) = counts.get_mut(&ip) else {
+        debug_assert!(false, "{ip} was not counted");
+        return false;
+    };
+    *count -= 1;
+    if *count > 0 {
+        return false;
+    }
+    counts.remove(&ip);
+    true
+}
+
+/// `family`'s table; the ruleset always has both.
+fn table(ruleset: &mut Ruleset, family: IpFamily) -> &mut Table {
+    let id = TableId::new(family.table_family(), TABLE);
+    ruleset
+        .tables
+        .entry(id)
+        .or_insert_with(|| Table::new(family.table_family(), TABLE))
+}
+
+fn insert(table: &mut Table, set: &str, element: Element) {
+    if let Some(set) = table.sets.get_mut(set) {
+        set.insert(element);
+    }
+}
+
+fn remove(table: &mut Table, set: &str, key: &nftproxy_rules::ElementKey) {
+    if let Some(set) = table.sets.get_mut(set) {
+        set.elements.remove(key);
+    }
+}
