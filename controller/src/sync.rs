@@ -1,7 +1,8 @@
 //! One sync: compile the cluster, diff against what the kernel holds, apply one transaction.
 //!
-//! A [`Syncer`] remembers the ruleset it last applied. An incremental sync diffs against that
-//! memory and never lists the kernel; a full sync (the first one, every one after a failure,
+//! A [`Syncer`] compiles incrementally (only the Services that changed) and remembers the
+//! ruleset it last applied, patched after each success with just what the transaction
+//! touched. An incremental sync diffs against that memory and never lists the kernel; a full sync (the first one, every one after a failure,
 //! and whenever the loop asks for one) lists nftproxy's tables once and diffs against the
 //! listing, which repairs drift and makes a restart adopt the previous instance's rules
 //! without touching what is already right. A transaction the kernel refuses changes nothing
@@ -10,8 +11,8 @@
 
 use std::time::{Duration, Instant};
 
-use nftproxy_compiler::{ClusterSnapshot, CompileConfig, Compiled, compile};
-use nftproxy_rules::{Op, Ruleset, Transaction, diff};
+use nftproxy_compiler::{ClusterSnapshot, CompileConfig, Compiled, IncrementalCompiler};
+use nftproxy_rules::{Op, Ruleset, Table, Transaction, diff};
 use thiserror::Error;
 
 /// The kernel as a sync sees it: nftproxy's tables, listed and changed atomically.
@@ -108,15 +109,13 @@ pub enum SyncError<E: std::error::Error + 'static> {
     },
 }
 
-/// What [`Syncer::converge`] did, and the ruleset it no longer needs.
+/// What [`converge`] did.
 struct Converged {
     kind: SyncKind,
     transaction: Transaction,
     replaced: bool,
     route: Option<Route>,
     apply_time: Duration,
-    /// What the kernel held before (listed or remembered), to be freed.
-    previous: Option<Ruleset>,
 }
 
 /// Compiles, diffs and applies; remembers what the kernel holds after each success.
@@ -124,10 +123,10 @@ struct Converged {
 pub struct Syncer<T> {
     target: T,
     config: CompileConfig,
+    /// Keeps the last compile's result, so that the next compiles only what changed.
+    compiler: IncrementalCompiler,
     /// What the kernel holds, as far as this syncer knows; `None` forces a full sync.
     applied: Option<Ruleset>,
-    /// The last compile's result (diagnostics, health checks) for whoever reports on it.
-    last_compiled: Option<Compiled>,
 }
 
 impl<T: Target> Syncer<T> {
@@ -135,8 +134,8 @@ impl<T: Target> Syncer<T> {
         Syncer {
             target,
             config,
+            compiler: IncrementalCompiler::new(),
             applied: None,
-            last_compiled: None,
         }
     }
 
@@ -155,8 +154,9 @@ impl<T: Target> Syncer<T> {
         self.applied.is_none()
     }
 
+    /// The last compile's result (diagnostics, health checks) for whoever reports on it.
     pub fn last_compiled(&self) -> Option<&Compiled> {
-        self.last_compiled.as_ref()
+        self.compiler.current()
     }
 
     #[cfg(test)]
@@ -174,29 +174,16 @@ impl<T: Target> Syncer<T> {
             self.applied = None;
         }
         let started = Instant::now();
-        let mut compiled = compile(snapshot, &self.config);
+        let desired = &self.compiler.compile(snapshot, &self.config).ruleset;
         let compile_time = started.elapsed();
-        // The desired ruleset becomes the memory of what the kernel holds: moved, not
-        // cloned (a 10k-service ruleset takes tens of milliseconds to clone or free).
-        let desired = std::mem::take(&mut compiled.ruleset);
-        let result = self.converge(&desired);
-        drop_in_background(self.last_compiled.replace(compiled));
+        let result = converge(&mut self.target, &mut self.applied, desired);
         let Converged {
             kind,
             transaction,
             replaced,
             route,
             apply_time,
-            previous,
-        } = match result {
-            Ok(done) => done,
-            Err(err) => {
-                self.applied = None;
-                return Err(err);
-            }
-        };
-        self.applied = Some(desired);
-        drop_in_background(previous);
+        } = result?;
         let report = SyncReport {
             kind,
             operations: transaction.object_operations(),
@@ -208,43 +195,136 @@ impl<T: Target> Syncer<T> {
             apply_time,
             total_time: started.elapsed(),
         };
+        drop_in_background(Some(transaction));
         Ok(report)
     }
+}
 
-    /// Brings the kernel to `desired`; returns what it sent.
-    fn converge(&mut self, desired: &Ruleset) -> Result<Converged, SyncError<T::Error>> {
-        let (kind, current) = match self.applied.take() {
-            Some(applied) => (SyncKind::Partial, Some(applied)),
-            None => (SyncKind::Full, self.target.list().map_err(SyncError::List)?),
+/// Brings the kernel to `desired` and `applied` with it; on failure `applied` is `None`.
+fn converge<T: Target>(
+    target: &mut T,
+    applied: &mut Option<Ruleset>,
+    desired: &Ruleset,
+) -> Result<Converged, SyncError<T::Error>> {
+    let (kind, current) = match applied.take() {
+        Some(current) => (SyncKind::Partial, Some(current)),
+        None => (SyncKind::Full, target.list().map_err(SyncError::List)?),
+    };
+    let (transaction, replaced) = match &current {
+        Some(current) => (diff(current, desired)?, false),
+        None => (replace_tables(desired)?, true),
+    };
+    let started = Instant::now();
+    let route = if transaction.is_empty() {
+        None
+    } else {
+        let sent = match (&current, kind) {
+            (Some(current), SyncKind::Partial) => {
+                target.apply_partial(&transaction, current, desired)
+            }
+            _ => target.apply(&transaction).map(|()| Route::Libnftables),
         };
-        let (transaction, replaced) = match &current {
-            Some(current) => (diff(current, desired)?, false),
-            None => (replace_tables(desired)?, true),
-        };
-        let started = Instant::now();
-        let route = if transaction.is_empty() {
-            None
-        } else {
-            let applied = match (&current, kind) {
-                (Some(current), SyncKind::Partial) => {
-                    self.target.apply_partial(&transaction, current, desired)
+        match sent {
+            Ok(route) => Some(route),
+            Err(source) => {
+                drop_in_background(current);
+                return Err(SyncError::Apply {
+                    operations: transaction.object_operations(),
+                    source,
+                });
+            }
+        }
+    };
+    let apply_time = started.elapsed();
+    *applied = Some(match current {
+        Some(mut current) => {
+            follow(&mut current, &transaction, desired);
+            current
+        }
+        None => desired.clone(),
+    });
+    Ok(Converged {
+        kind,
+        transaction,
+        replaced,
+        route,
+        apply_time,
+    })
+}
+
+/// Brings `held` (what the kernel held before `transaction`) to what it holds after it,
+/// `desired`, by copying from `desired` only what the transaction touched: the cost is the
+/// transaction's, not the ruleset's. Right for any `transaction` that `diff(held, desired)`
+/// returned, since everything else is equal already.
+pub fn follow(held: &mut Ruleset, transaction: &Transaction, desired: &Ruleset) {
+    for op in &transaction.ops {
+        match op {
+            Op::AddTable(table) => {
+                let id = table.id();
+                if held.table(&id).is_none() {
+                    let declared = desired
+                        .table(&id)
+                        .map_or_else(|| table.declaration(), Table::declaration);
+                    held.insert_table(declared);
                 }
-                _ => self.target.apply(&transaction).map(|()| Route::Libnftables),
-            };
-            Some(applied.map_err(|source| SyncError::Apply {
-                operations: transaction.object_operations(),
-                source,
-            })?)
-        };
-        let apply_time = started.elapsed();
-        Ok(Converged {
-            kind,
-            transaction,
-            replaced,
-            route,
-            apply_time,
-            previous: current,
-        })
+            }
+            Op::DeleteTable(id) => {
+                held.tables.remove(id);
+            }
+            Op::AddChain { table, chain } => copy_chain(held, desired, table, &chain.name),
+            Op::FlushChain { table, chain }
+            | Op::AddRule { table, chain, .. }
+            | Op::DeleteChain { table, chain } => copy_chain(held, desired, table, chain),
+            Op::AddSet { table, set } => {
+                if let Some(t) = held.table_mut(table) {
+                    t.insert_set(set.declaration());
+                }
+            }
+            Op::DeleteSet { table, set } => {
+                if let Some(t) = held.table_mut(table) {
+                    t.sets.remove(set);
+                }
+            }
+            Op::AddElements {
+                table,
+                set,
+                elements,
+            } => {
+                if let Some(s) = held.table_mut(table).and_then(|t| t.sets.get_mut(set)) {
+                    for element in elements {
+                        s.insert(element.clone());
+                    }
+                }
+            }
+            Op::DeleteElements {
+                table,
+                set,
+                elements,
+            } => {
+                if let Some(s) = held.table_mut(table).and_then(|t| t.sets.get_mut(set)) {
+                    for element in elements {
+                        s.elements.remove(&element.key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Makes chain `name` of `table` in `held` what it is in `desired` (absent if absent there).
+fn copy_chain(held: &mut Ruleset, desired: &Ruleset, table: &nftproxy_rules::TableId, name: &str) {
+    let Some(t) = held.table_mut(table) else {
+        return;
+    };
+    match desired.table(table).and_then(|d| d.chains.get(name)) {
+        Some(chain) => {
+            if t.chains.get(name) != Some(chain) {
+                t.insert_chain(chain.clone());
+            }
+        }
+        None => {
+            t.chains.remove(name);
+        }
     }
 }
 
@@ -271,3 +351,7 @@ fn replace_tables(desired: &Ruleset) -> Result<Transaction, nftproxy_rules::Diff
     transaction.ops.extend(create.ops);
     Ok(transaction)
 }
+
+#[cfg(test)]
+#[path = "sync_tests.rs"]
+mod tests;
