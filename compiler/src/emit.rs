@@ -17,6 +17,7 @@
 //! services), and duplicates (an endpoint shared by services) are dropped before any
 //! allocation.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
@@ -29,7 +30,7 @@ use crate::affinity::{self, Affinity};
 use crate::external_chain;
 use crate::family::IpFamily;
 use crate::firewall::{self, SourceRanges};
-use crate::layout::{self, REJECT_CHAIN, Sets};
+use crate::layout::{self, REJECT_CHAIN, SERVICE_IPS, SERVICE_NODEPORTS, Sets};
 use crate::naming::{ExternalNames, PortNames};
 use crate::nodeport::NodePortAddrs;
 use crate::protocol::Protocol;
@@ -149,6 +150,8 @@ pub struct Tables {
     tables: [Table; 2],
     service_cidrs: [Vec<IpNet>; 2],
     nodeport_ips: [Vec<IpAddr>; 2],
+    /// Whether NodePorts answer on every local address (per family).
+    all_local: [bool; 2],
 }
 
 impl Tables {
@@ -156,22 +159,34 @@ impl Tables {
     /// and their NodePort addresses (see `nodeport`).
     pub fn new(mark: u32, mut rules: [Option<Rule>; 2], node_ports: [NodePortAddrs; 2]) -> Self {
         let mut nodeport_ips = [Vec::new(), Vec::new()];
+        let mut all_local = [false; 2];
         let tables = IpFamily::ALL.map(|family| {
             let index = family.index();
-            let all_local = match &node_ports[index] {
+            all_local[index] = match &node_ports[index] {
                 NodePortAddrs::AllLocal => true,
                 NodePortAddrs::Listed(ips) => {
                     nodeport_ips[index].clone_from(ips);
                     false
                 }
             };
-            layout::skeleton(family, mark, rules[index].take(), all_local)
+            layout::skeleton(family, mark, rules[index].take(), all_local[index])
         });
         Tables {
             tables,
             service_cidrs: [Vec::new(), Vec::new()],
             nodeport_ips,
+            all_local,
         }
+    }
+
+    /// Shard table `k` of `family` as it is without services (see
+    /// [`layout::shard_skeleton`]): a shard exists only while it holds something else.
+    pub fn shard_template(&self, family: IpFamily, k: usize) -> Table {
+        let index = family.index();
+        let mut nodeport_ips = Sets::new(family).nodeport_ips;
+        let addrs = sorted_addrs(self.nodeport_ips[index].clone());
+        fill(&mut nodeport_ips, addrs, addr_key);
+        layout::shard_skeleton(family, k, self.all_local[index], &nodeport_ips)
     }
 
     /// Adds ServiceCIDR prefixes (already folded so that none overlaps another).
@@ -188,19 +203,20 @@ impl Tables {
     /// is kept.
     pub fn finish(self, fragment: Fragment) -> Ruleset {
         let mut ruleset = Ruleset::new();
-        let Tables {
-            tables,
-            service_cidrs,
-            nodeport_ips,
-        } = self;
-        let inputs = tables
-            .into_iter()
-            .zip(fragment.parts)
-            .zip(service_cidrs.into_iter().zip(nodeport_ips));
-        for (family, ((table, part), (cidrs, nodeport_ips))) in
-            IpFamily::ALL.into_iter().zip(inputs)
-        {
-            ruleset.insert_table(finish_table(family, table, part, cidrs, nodeport_ips));
+        for (family, part) in IpFamily::ALL.into_iter().zip(fragment.parts) {
+            let index = family.index();
+            let template = |k| self.shard_template(family, k);
+            let tables = finish_table(
+                family,
+                self.tables[index].clone(),
+                part,
+                self.service_cidrs[index].clone(),
+                self.nodeport_ips[index].clone(),
+                template,
+            );
+            for table in tables {
+                ruleset.insert_table(table);
+            }
         }
         ruleset
     }
@@ -376,18 +392,53 @@ impl Part {
 }
 
 /// One family's finished table: the skeleton with the services' part and the global sets.
+/// The main table of `family` and its shards that hold something (see `layout`): chains
+/// and affinity sets of a service port go to the port's shard, and so do the `service-ips`
+/// and `service-nodeports` elements, by the chain they lead to.
 fn finish_table(
     family: IpFamily,
     mut table: Table,
     part: Part,
     mut service_cidrs: Vec<IpNet>,
     nodeport_ips: Vec<IpAddr>,
-) -> Table {
+    template: impl Fn(usize) -> Table,
+) -> Vec<Table> {
+    let mut shards: BTreeMap<usize, Table> = BTreeMap::new();
+    let shard = |shards: &mut BTreeMap<usize, Table>, k: usize| {
+        shards.entry(k).or_insert_with(|| template(k));
+    };
     for chain in part.chains {
-        table.insert_chain(chain);
+        match layout::shard_of(&chain.name) {
+            Some(k) => {
+                shard(&mut shards, k);
+                shards.entry(k).and_modify(|t| t.insert_chain(chain));
+            }
+            None => table.insert_chain(chain),
+        }
     }
     for set in part.sets {
-        table.insert_set(set);
+        match layout::shard_of(&set.name) {
+            Some(k) => {
+                shard(&mut shards, k);
+                shards.entry(k).and_modify(|t| t.insert_set(set));
+            }
+            None => table.insert_set(set),
+        }
+    }
+    for (k, dispatches) in by_shard(part.service_ips) {
+        shard(&mut shards, k);
+        if let Some(map) = shards.get_mut(&k).and_then(|t| t.sets.get_mut(SERVICE_IPS)) {
+            fill_map(map, dispatches, vip_key);
+        }
+    }
+    for (k, dispatches) in by_shard(part.service_nodeports) {
+        shard(&mut shards, k);
+        if let Some(map) = shards
+            .get_mut(&k)
+            .and_then(|t| t.sets.get_mut(SERVICE_NODEPORTS))
+        {
+            fill_map(map, dispatches, node_port_key);
+        }
     }
     let mut sets = Sets::new(family);
     fill(
@@ -406,16 +457,10 @@ fn finish_table(
         hairpin_key,
     );
     fill(&mut sets.nodeport_ips, sorted_addrs(nodeport_ips), addr_key);
-    fill_map(&mut sets.service_ips, part.service_ips, vip_key);
     fill_map(
         &mut sets.no_endpoint_services,
         part.no_endpoint_services,
         vip_key,
-    );
-    fill_map(
-        &mut sets.service_nodeports,
-        part.service_nodeports,
-        node_port_key,
     );
     fill_map(
         &mut sets.no_endpoint_nodeports,
@@ -424,7 +469,21 @@ fn finish_table(
     );
     fill_map(&mut sets.firewall_ips, part.firewall_ips, vip_key);
     sets.insert_into(&mut table);
-    table
+    std::iter::once(table).chain(shards.into_values()).collect()
+}
+
+/// `dispatches` settled (the first of equal keys kept) and grouped by the shard of the
+/// chain each leads to.
+fn by_shard<K: Ord + Copy>(mut dispatches: Vec<Dispatch<K>>) -> BTreeMap<usize, Vec<Dispatch<K>>> {
+    first_of_each_key(&mut dispatches);
+    let mut groups: BTreeMap<usize, Vec<Dispatch<K>>> = BTreeMap::new();
+    for d in dispatches {
+        groups
+            .entry(layout::shard_of_verdict(&d.verdict))
+            .or_default()
+            .push(d);
+    }
+    groups
 }
 
 /// The element key of an address set (`cluster-ips`, `nodeport-ips`).

@@ -484,8 +484,11 @@ impl State {
         // Everything out first: a changed Service may take over a key another one held.
         for id in changed {
             if let Some(record) = self.records.remove(id) {
-                self.shared
-                    .remove(&mut self.compiled.ruleset, &record.fragment);
+                self.shared.remove(
+                    &mut self.compiled.ruleset,
+                    &self.globals.skeleton,
+                    &record.fragment,
+                );
                 let Outputs {
                     diagnostics,
                     health_checks,
@@ -523,8 +526,12 @@ impl State {
                     all.append(part);
                 }
             } else {
-                self.shared
-                    .insert(&mut self.compiled.ruleset, fragment, &record);
+                self.shared.insert(
+                    &mut self.compiled.ruleset,
+                    &self.globals.skeleton,
+                    fragment,
+                    &record,
+                );
             }
             for diagnostic in &outputs.diagnostics {
                 self.diagnostics.add(diagnostic.clone());

@@ -14,8 +14,87 @@ use nftproxy_rules::{
 
 use crate::family::IpFamily;
 
-/// The name of both tables (`ip nftproxy`, `ip6 nftproxy`).
+/// The name of both main tables (`ip nftproxy`, `ip6 nftproxy`).
 pub const TABLE: &str = "nftproxy";
+
+/// How many shard tables (`nftproxy-0` … `nftproxy-15`, per family) the service dispatch
+/// is spread over. The kernel validates a whole table whenever a transaction changes a rule
+/// in it; with the services' chains spread over shards, one endpoint change pays for one
+/// shard (BENCHMARKS.md). Changing it moves services between shards: a full resync.
+pub const SHARDS: usize = 16;
+
+/// The name of shard table `k`.
+pub fn shard_table(k: usize) -> String {
+    format!("{TABLE}-{k}")
+}
+
+/// Every table name nftproxy may create in a family: the main table, then the shards.
+pub fn table_names() -> Vec<String> {
+    std::iter::once(TABLE.to_owned())
+        .chain((0..SHARDS).map(shard_table))
+        .collect()
+}
+
+/// Every table nftproxy may create: both main tables (`ip`, then `ip6`), then the shards
+/// of each family. Nothing else is ever listed, changed or deleted.
+pub fn table_ids() -> Vec<nftproxy_rules::TableId> {
+    let names = table_names();
+    let families = [nftproxy_rules::Family::Ip, nftproxy_rules::Family::Ip6];
+    let main = families.map(|f| nftproxy_rules::TableId::new(f, TABLE));
+    let shards = families.into_iter().flat_map(|f| {
+        names[1..]
+            .iter()
+            .map(move |n| nftproxy_rules::TableId::new(f, n.clone()))
+    });
+    main.into_iter().chain(shards).collect()
+}
+
+/// Whether `name` is one of nftproxy's table names, for any number of shards (so that
+/// `cleanup` also removes the shards of a build with another [`SHARDS`]).
+pub fn is_table_name(name: &str) -> bool {
+    name == TABLE
+        || name
+            .strip_prefix(TABLE)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The kinds of chains and sets that live in a shard, with their service port.
+const SHARDED_KINDS: [&str; 5] = ["service-", "external-", "local-", "cluster-", "affinity-"];
+
+/// The shard of a chain or set that belongs to one service port (`service-HASH-ID`,
+/// `external-…`, `local-…`, `cluster-…`, `affinity-HASH-ID__ENDPOINT`): a hash of the port
+/// identity `ID` (`namespace/name/proto/port`), so a port's chains and sets share a shard.
+/// `None` for everything else, which stays in the main table (`firewall-…` chains
+/// included: the main table's `firewall-ips` map reaches them).
+pub fn shard_of(name: &str) -> Option<usize> {
+    let kind = SHARDED_KINDS.iter().find(|k| name.starts_with(*k))?;
+    let rest = &name[kind.len()..];
+    let (hash, identity) = (rest.get(..8)?, rest.get(8..)?);
+    let is_hash = hash
+        .bytes()
+        .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b));
+    let identity = identity.strip_prefix('-').filter(|_| is_hash)?;
+    let identity = identity.split("__").next().unwrap_or(identity);
+    Some(shard_of_identity(identity))
+}
+
+/// The shard a dispatch element goes to: that of the chain its verdict leads to (always a
+/// service port's chain; shard 0 for anything else, so that every element has one).
+pub fn shard_of_verdict(verdict: &Verdict) -> usize {
+    verdict.target().and_then(shard_of).unwrap_or(0)
+}
+
+/// FNV-1a (64 bits) of `identity`, modulo [`SHARDS`]: stable across builds and releases,
+/// so that a restarted nftproxy finds each service where the previous one put it.
+fn shard_of_identity(identity: &str) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in identity.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    usize::try_from(hash % SHARDS as u64).unwrap_or(0)
+}
 
 pub const CLUSTER_IPS: &str = "cluster-ips";
 pub const SERVICE_CIDRS: &str = "service-cidrs";
@@ -49,10 +128,10 @@ pub fn skeleton(
     for chain in base_chains() {
         table.insert_chain(chain);
     }
+    // The dispatch itself is in the shards (see `shard_skeleton`); the main table's NAT
+    // chains run first and only set the masquerade mark.
     let mut services = Chain::regular(SERVICES);
     services.rules.extend(masquerade_rule);
-    services.push(dispatch(family, SERVICE_IPS));
-    services.push(nodeport_dispatch(family, all_local, SERVICE_NODEPORTS));
     table.insert_chain(services);
     let check = Chain::regular(SERVICE_ENDPOINTS_CHECK);
     table.insert_chain(check.with_rule(dispatch(family, NO_ENDPOINT_SERVICES)));
@@ -66,6 +145,37 @@ pub fn skeleton(
     table.insert_chain(masquerading(family, mark));
     table
 }
+
+/// Shard table `k` of `family` without services: NAT base chains (after the main table's)
+/// that jump to `services`, which dispatches ClusterIPs, external addresses and NodePorts
+/// through the shard's own `service-ips` and `service-nodeports`; and a copy of the main
+/// table's `nodeport-ips` (`nodeport_ips`, its elements) for the NodePort check.
+pub fn shard_skeleton(family: IpFamily, k: usize, all_local: bool, nodeport_ips: &Set) -> Table {
+    use ChainType::Nat;
+    let mut table = Table::new(family.table_family(), shard_table(k));
+    let jump = || Rule::new(vec![Stmt::Verdict(Verdict::Jump(SERVICES.to_owned()))]);
+    table.insert_chain(
+        Chain::base("nat-prerouting", Nat, Hook::Prerouting, SHARD_NAT_PRIORITY).with_rule(jump()),
+    );
+    table.insert_chain(
+        Chain::base("nat-output", Nat, Hook::Output, SHARD_NAT_PRIORITY).with_rule(jump()),
+    );
+    let services = Chain::regular(SERVICES)
+        .with_rule(dispatch(family, SERVICE_IPS))
+        .with_rule(nodeport_dispatch(family, all_local, SERVICE_NODEPORTS));
+    table.insert_chain(services);
+    let sets = Sets::new(family);
+    table.insert_set(sets.service_ips);
+    table.insert_set(sets.service_nodeports);
+    table.insert_set(nodeport_ips.clone());
+    table
+}
+
+/// The priority of the main table's NAT chains: before the shards' ([`SHARD_NAT_PRIORITY`]),
+/// so that the masquerade mark is set before a shard's DNAT ends the NAT lookup.
+pub const MAIN_NAT_PRIORITY: i32 = -101;
+/// The priority of the shards' NAT chains: `dstnat`.
+pub const SHARD_NAT_PRIORITY: i32 = -100;
 
 /// The sets and maps of one table, filled while compiling, then moved into the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,14 +214,13 @@ impl Sets {
         }
     }
 
-    /// Moves the sets into `table`.
+    /// Moves the main table's sets into `table` (`service-ips` and `service-nodeports`
+    /// belong to the shards and are dropped here).
     pub fn insert_into(self, table: &mut Table) {
         table.insert_set(self.cluster_ips);
         table.insert_set(self.service_cidrs);
-        table.insert_set(self.service_ips);
         table.insert_set(self.no_endpoint_services);
         table.insert_set(self.endpoint_hairpin);
-        table.insert_set(self.service_nodeports);
         table.insert_set(self.nodeport_ips);
         table.insert_set(self.no_endpoint_nodeports);
         table.insert_set(self.firewall_ips);
@@ -135,8 +244,9 @@ fn base_chains() -> [Chain; 8] {
             .with_rule(new_jump(FIREWALL_CHECK)),
         Chain::base("filter-output-pre-dnat", Filter, Hook::Output, -110)
             .with_rule(new_jump(FIREWALL_CHECK)),
-        Chain::base("nat-prerouting", Nat, Hook::Prerouting, -100).with_rule(jump(SERVICES)),
-        Chain::base("nat-output", Nat, Hook::Output, -100).with_rule(jump(SERVICES)),
+        Chain::base("nat-prerouting", Nat, Hook::Prerouting, MAIN_NAT_PRIORITY)
+            .with_rule(jump(SERVICES)),
+        Chain::base("nat-output", Nat, Hook::Output, MAIN_NAT_PRIORITY).with_rule(jump(SERVICES)),
         Chain::base("filter-input", Filter, Hook::Input, 0)
             .with_rule(new_jump(NODEPORT_ENDPOINTS_CHECK))
             .with_rule(new_jump(SERVICE_ENDPOINTS_CHECK)),

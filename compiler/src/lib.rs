@@ -50,6 +50,7 @@ pub use config::{CompileConfig, DetectLocal};
 pub use diagnostic::{Diagnostic, ObjectRef, Severity};
 pub use health_check::HealthCheck;
 pub use incremental::IncrementalCompiler;
+pub use layout::{SHARDS, TABLE, is_table_name, shard_table, table_ids, table_names};
 pub use snapshot::ClusterSnapshot;
 pub use udp::UdpPort;
 

@@ -409,13 +409,48 @@ pub fn config() -> CompileConfig {
 
 /// Queries over a compiled ruleset.
 impl Compiled {
-    pub fn table_of(&self, family: Family) -> &Table {
-        self.ruleset
-            .table(&TableId::new(family, "nftproxy"))
+    /// `family`'s tables seen as one: the main table with the shards' service chains,
+    /// affinity sets and dispatch elements merged in (the layout's own chains and sets of
+    /// the shards, which repeat the main table's names, are left out).
+    pub fn table_of(&self, family: Family) -> Table {
+        let mut merged = self
+            .ruleset
+            .table(&TableId::new(family, crate::layout::TABLE))
             .expect("table")
+            .clone();
+        let ip_family = match family {
+            Family::Ip6 => crate::family::IpFamily::V6,
+            _ => crate::family::IpFamily::V4,
+        };
+        let sets = crate::layout::Sets::new(ip_family);
+        merged.insert_set(sets.service_ips);
+        merged.insert_set(sets.service_nodeports);
+        for k in 0..crate::layout::SHARDS {
+            let id = TableId::new(family, crate::layout::shard_table(k));
+            let Some(shard) = self.ruleset.table(&id) else {
+                continue;
+            };
+            for chain in shard.chains.values() {
+                if !merged.chains.contains_key(&chain.name) {
+                    merged.insert_chain(chain.clone());
+                }
+            }
+            for set in shard.sets.values() {
+                match merged.sets.get_mut(&set.name) {
+                    Some(_) if set.name == crate::layout::NODEPORT_IPS => {}
+                    Some(existing) => {
+                        for element in set.elements.values() {
+                            existing.insert(element.clone());
+                        }
+                    }
+                    None => merged.insert_set(set.clone()),
+                }
+            }
+        }
+        merged
     }
 
-    fn table_for(&self, vip: &str) -> (&Table, IpAddr) {
+    fn table_for(&self, vip: &str) -> (Table, IpAddr) {
         let ip: IpAddr = vip.parse().expect("ip");
         let family = if ip.is_ipv4() {
             Family::Ip
@@ -491,7 +526,8 @@ impl Compiled {
         port: u16,
     ) -> Option<Verdict> {
         let key = vec![Value::Proto(proto), Value::Port(port)];
-        let element = self.table_of(family).sets[map]
+        let table = self.table_of(family);
+        let element = table.sets[map]
             .elements
             .get(&nftproxy_rules::ElementKey::from(key))?;
         match &element.value {

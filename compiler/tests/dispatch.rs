@@ -1,9 +1,12 @@
 //! The data path stays flat: no chain that every packet traverses grows with the number of
-//! services; services only add map elements and their own chains.
+//! services; services only add map elements and their own chains, spread over the shard
+//! tables.
 #![allow(clippy::expect_used)]
 
 use nftproxy_compiler::{ClusterSnapshot, CompileConfig, DetectLocal, compile, manifest};
-use nftproxy_rules::{Ruleset, TableId};
+use std::collections::BTreeSet;
+
+use nftproxy_rules::{Family, Ruleset, Verdict};
 
 /// `count` dual-stack services with two endpoints each, as manifest text.
 fn cluster(count: usize) -> String {
@@ -49,13 +52,15 @@ fn is_service_chain(name: &str) -> bool {
     name.starts_with("service-") && name.contains('/')
 }
 
-/// (table, chain) -> rule count, for chains that are not a service's own chain.
-fn shared_chains(ruleset: &Ruleset) -> Vec<(TableId, String, usize)> {
-    let mut out = Vec::new();
+/// (family, main table or a shard, chain) -> rule count, for chains that are not a
+/// service's own chain. Every shard has the same layout, so shards count as one.
+fn shared_chains(ruleset: &Ruleset) -> BTreeSet<(Family, bool, String, usize)> {
+    let mut out = BTreeSet::new();
     for (id, table) in &ruleset.tables {
+        let shard = id.name != nftproxy_compiler::TABLE;
         for (name, chain) in &table.chains {
-            if !is_service_chain(name) {
-                out.push((id.clone(), name.clone(), chain.rules.len()));
+            if !is_service_chain(name) && !name.starts_with("external-") {
+                out.insert((id.family, shard, name.clone(), chain.rules.len()));
             }
         }
     }
@@ -83,7 +88,9 @@ fn shared_chains_do_not_grow_with_the_number_of_services() {
 #[test]
 fn services_reach_their_chains_only_through_map_elements() {
     let large = compiled(300);
-    for table in large.tables.values() {
+    let mut elements = [0, 0];
+    let mut shards = 0;
+    for (id, table) in &large.tables {
         for chain in table.chains.values() {
             for rule in &chain.rules {
                 for stmt in &rule.stmts {
@@ -96,12 +103,31 @@ fn services_reach_their_chains_only_through_map_elements() {
                 }
             }
         }
+        if id.name == nftproxy_compiler::TABLE {
+            assert!(
+                !table.sets.contains_key("service-ips"),
+                "the main table dispatches nothing"
+            );
+            continue;
+        }
+        shards += 1;
         let service_ips = table.sets.get("service-ips").expect("service-ips map");
-        let expected = if table.family == nftproxy_rules::Family::Ip {
-            300
-        } else {
-            0
-        };
-        assert_eq!(service_ips.elements.len(), expected, "{}", table.name);
+        for element in service_ips.elements.values() {
+            let Some(nftproxy_rules::Value::Verdict(Verdict::Goto(chain))) = &element.value else {
+                panic!("not a goto: {element:?}");
+            };
+            assert!(
+                table.chains.contains_key(chain),
+                "{chain} is not in {}",
+                id.name
+            );
+        }
+        elements[usize::from(table.family == Family::Ip6)] += service_ips.elements.len();
     }
+    assert_eq!(elements, [300, 0], "one IPv4 element per service port");
+    assert_eq!(
+        shards,
+        nftproxy_compiler::SHARDS,
+        "300 ports use every IPv4 shard"
+    );
 }

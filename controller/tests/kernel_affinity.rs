@@ -77,11 +77,8 @@ fn compiled(yaml: &str) -> Ruleset {
     out.ruleset
 }
 
-fn tables() -> [TableId; 2] {
-    [
-        TableId::new(Family::Ip, "nftproxy"),
-        TableId::new(Family::Ip6, "nftproxy"),
-    ]
+fn tables() -> Vec<TableId> {
+    nftproxy_compiler::table_ids()
 }
 
 fn listed(ns: &NetNs) -> Ruleset {
@@ -100,24 +97,35 @@ fn send(ns: &NetNs, tx: &Transaction, json: bool) {
 
 /// The affinity sets of `family`'s table.
 fn affinity_sets(r: &Ruleset, family: Family) -> Vec<&Set> {
-    let table = &r.tables[&TableId::new(family, "nftproxy")];
-    let sets = table.sets.values();
-    sets.filter(|s| s.name.starts_with("affinity-")).collect()
+    let tables = r.tables.values().filter(|t| t.family == family);
+    let sets = tables.flat_map(|t| t.sets.values());
+    let mut sets: Vec<&Set> = sets.filter(|s| s.name.starts_with("affinity-")).collect();
+    sets.sort_by(|a, b| a.name.cmp(&b.name));
+    sets
+}
+
+/// The name of the table of `r` that holds set `name` in `family`.
+fn table_of_set(r: &Ruleset, family: Family, name: &str) -> String {
+    let mut tables = r.tables.values().filter(|t| t.family == family);
+    tables
+        .find(|t| t.sets.contains_key(name))
+        .map(|t| t.name.clone())
+        .expect("a table holds the set")
 }
 
 /// Records `client` in `set` as the packet path would (an element that expires), and
 /// returns what `nft list set` shows.
-fn record_client(ns: &NetNs, family: &str, set: &str, client: &str) -> String {
+fn record_client(ns: &NetNs, family: &str, table: &str, set: &str, client: &str) -> String {
     ns.exec_ok(&[
         "nft",
         "add",
         "element",
         family,
-        "nftproxy",
+        table,
         set,
         &format!("{{ {client} }}"),
     ]);
-    ns.exec_ok(&["nft", "list", "set", family, "nftproxy", set])
+    ns.exec_ok(&["nft", "list", "set", family, table, set])
 }
 
 fn timeout_change_applies(json: bool) {
@@ -125,7 +133,8 @@ fn timeout_change_applies(json: bool) {
     let (old, new) = (compiled(&cluster(10800)), compiled(&cluster(60)));
     send(&ns, &diff(&Ruleset::new(), &old).unwrap(), json);
     let v4_set = affinity_sets(&old, Family::Ip)[0].name.clone();
-    let shown = record_client(&ns, "ip", &v4_set, "203.0.113.7");
+    let v4_table = table_of_set(&old, Family::Ip, &v4_set);
+    let shown = record_client(&ns, "ip", &v4_table, &v4_set, "203.0.113.7");
     assert!(
         shown.contains("203.0.113.7") && shown.contains("expires"),
         "{shown}"
@@ -149,7 +158,7 @@ fn timeout_change_applies(json: bool) {
     }
     let full = diff(&back, &new).unwrap();
     assert!(full.is_empty(), "full sync after the change: {full}");
-    let shown = ns.exec_ok(&["nft", "list", "set", "ip", "nftproxy", &v4_set]);
+    let shown = ns.exec_ok(&["nft", "list", "set", "ip", &v4_table, &v4_set]);
     assert!(
         !shown.contains("203.0.113.7"),
         "the recreated set kept an element: {shown}"
@@ -201,7 +210,8 @@ fn recorded_clients_survive_full_syncs_and_unrelated_changes() {
     let r = compiled(&cluster(10800));
     send(&ns, &diff(&Ruleset::new(), &r).unwrap(), true);
     let v6_set = affinity_sets(&r, Family::Ip6)[1].name.clone();
-    record_client(&ns, "ip6", &v6_set, "2001:db8:113::7");
+    let v6_table = table_of_set(&r, Family::Ip6, &v6_set);
+    record_client(&ns, "ip6", &v6_table, &v6_set, "2001:db8:113::7");
 
     let full = diff(&listed(&ns), &r).unwrap();
     assert!(full.is_empty(), "a full sync would touch: {full}");
@@ -214,6 +224,6 @@ fn recorded_clients_survive_full_syncs_and_unrelated_changes() {
     assert!(!tx.is_empty());
     send(&ns, &tx, true);
     assert_eq!(listed(&ns), smaller);
-    let shown = ns.exec_ok(&["nft", "list", "set", "ip6", "nftproxy", &v6_set]);
+    let shown = ns.exec_ok(&["nft", "list", "set", "ip6", &v6_table, &v6_set]);
     assert!(shown.contains("2001:db8:113::7"), "{shown}");
 }

@@ -21,10 +21,7 @@ const NEW_SERVICE: &str = "service-QRSTUVWX-default/api/tcp/grpc";
 
 /// Lists the namespace's ruleset and parses our tables out of it.
 fn listed(ns: &NetNs) -> Ruleset {
-    let tables = [
-        TableId::new(Family::Ip, "nftproxy"),
-        TableId::new(Family::Ip6, "nftproxy"),
-    ];
+    let tables = nftproxy_compiler::table_ids();
     Ruleset::from_nft_json(&ns.nft_list_json(), &tables).expect("listing parses")
 }
 

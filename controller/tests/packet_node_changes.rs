@@ -21,7 +21,7 @@ use lab::zones::zoned_base;
 use lab::{Lab, Member, Outcome, Proto, at, ip};
 use nftproxy_compiler::kube_proxy_config::KubeProxyConfiguration;
 use nftproxy_compiler::{ClusterSnapshot, compile, manifest};
-use nftproxy_rules::{Family, Ruleset, TableId};
+use nftproxy_rules::Ruleset;
 
 /// `web`: a NodePort (TCP and UDP 30080) whose one endpoint is pod `b` on node-2.
 const NODE_PORT: &str = r#"
@@ -212,10 +212,7 @@ fn a_lan_address_added_and_removed_moves_the_node_port_addresses_without_a_manif
 
 /// nftproxy's tables as node-1's kernel lists them.
 fn kernel_tables(node: &NetNs) -> Ruleset {
-    let tables = [
-        TableId::new(Family::Ip, "nftproxy"),
-        TableId::new(Family::Ip6, "nftproxy"),
-    ];
+    let tables = nftproxy_compiler::table_ids();
     Ruleset::from_nft_json(&node.nft_list_json(), &tables).expect("listing parses")
 }
 

@@ -7,27 +7,28 @@
 //! `endpoint-hairpin` elements (one endpoint may back several Services): those are
 //! reference-counted, and an element leaves its set with its last Service.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use foldhash::quality::RandomState;
-use nftproxy_rules::{Element, Ruleset, Table, TableId};
+use nftproxy_rules::{Element, Ruleset, Table, TableId, Verdict};
 
 use crate::emit::{
-    self, Dispatch, Fragment, NodePortKey, Part, VipKey, addr_key, hairpin_key, node_port_key,
-    vip_key,
+    self, Dispatch, Fragment, NodePortKey, Part, Tables, VipKey, addr_key, hairpin_key,
+    node_port_key, vip_key,
 };
 use crate::family::IpFamily;
 use crate::layout::{
     CLUSTER_IPS, ENDPOINT_HAIRPIN, FIREWALL_IPS, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES,
-    SERVICE_IPS, SERVICE_NODEPORTS, TABLE,
+    SERVICE_IPS, SERVICE_NODEPORTS, TABLE, shard_of, shard_of_verdict, shard_table,
 };
 
-/// A verdict-map element key, as the Service emitted it.
+/// A verdict-map element key, as the Service emitted it, with the shard that holds it
+/// (`None`: the main table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MapKey {
-    Vip(&'static str, VipKey),
-    NodePort(&'static str, NodePortKey),
+    Vip(&'static str, VipKey, Option<usize>),
+    NodePort(&'static str, NodePortKey, Option<usize>),
 }
 
 /// What one Service put into one family's table.
@@ -64,11 +65,18 @@ impl PartRecord {
         let mut elements = Vec::new();
         for (map, dispatches) in vip_maps(part) {
             emit::first_of_each_key(dispatches);
-            elements.extend(dispatches.iter().map(|d| MapKey::Vip(map, d.key)));
+            let shard = |d: &Dispatch<VipKey>| in_shard(map).then(|| shard_of_verdict(&d.verdict));
+            elements.extend(dispatches.iter().map(|d| MapKey::Vip(map, d.key, shard(d))));
         }
         for (map, dispatches) in node_port_maps(part) {
             emit::first_of_each_key(dispatches);
-            elements.extend(dispatches.iter().map(|d| MapKey::NodePort(map, d.key)));
+            let shard =
+                |d: &Dispatch<NodePortKey>| in_shard(map).then(|| shard_of_verdict(&d.verdict));
+            elements.extend(
+                dispatches
+                    .iter()
+                    .map(|d| MapKey::NodePort(map, d.key, shard(d))),
+            );
         }
         PartRecord {
             chains,
@@ -94,6 +102,11 @@ impl FragmentRecord {
             parts: [PartRecord::of(v4), PartRecord::of(v6)],
         }
     }
+}
+
+/// Whether `map` lives in the shards (the dispatch maps) rather than the main table.
+fn in_shard(map: &str) -> bool {
+    map == SERVICE_IPS || map == SERVICE_NODEPORTS
 }
 
 fn vip_maps(part: &mut Part) -> [(&'static str, &mut Vec<Dispatch<VipKey>>); 3] {
@@ -133,69 +146,119 @@ impl Shared {
     }
 
     /// Adds a Service's `fragment` (settled by [`FragmentRecord::of`], which gave
-    /// `record`) to `ruleset`.
-    pub fn insert(&mut self, ruleset: &mut Ruleset, fragment: Fragment, record: &FragmentRecord) {
+    /// `record`) to `ruleset`; `tables` gives the shards' templates.
+    pub fn insert(
+        &mut self,
+        ruleset: &mut Ruleset,
+        tables: &Tables,
+        fragment: Fragment,
+        record: &FragmentRecord,
+    ) {
         let parts = fragment.parts.into_iter().zip(&record.parts);
         for (family, (mut part, record)) in IpFamily::ALL.into_iter().zip(parts) {
-            let table = table(ruleset, family);
             for chain in part.chains.drain(..) {
-                table.insert_chain(chain);
+                match shard_of(&chain.name) {
+                    Some(k) => shard(ruleset, tables, family, k).insert_chain(chain),
+                    None => table(ruleset, family).insert_chain(chain),
+                }
             }
             for set in part.sets.drain(..) {
-                table.insert_set(set);
+                match shard_of(&set.name) {
+                    Some(k) => shard(ruleset, tables, family, k).insert_set(set),
+                    None => table(ruleset, family).insert_set(set),
+                }
             }
+            let main = table(ruleset, family);
             for ip in &record.cluster_ips {
                 if increment(&mut self.cluster_ips, *ip) {
-                    insert(table, CLUSTER_IPS, Element::key(addr_key(*ip)));
+                    insert(main, CLUSTER_IPS, Element::key(addr_key(*ip)));
                 }
             }
             for ip in &record.hairpin {
                 if increment(&mut self.hairpin, *ip) {
-                    insert(table, ENDPOINT_HAIRPIN, Element::key(hairpin_key(*ip)));
+                    insert(main, ENDPOINT_HAIRPIN, Element::key(hairpin_key(*ip)));
                 }
             }
             for (map, dispatches) in vip_maps(&mut part) {
                 for d in dispatches.drain(..) {
+                    let target = holder(ruleset, tables, family, map, &d.verdict);
                     let key = vip_key(d.key);
-                    insert(table, map, d.into_element(key));
+                    insert(target, map, d.into_element(key));
                 }
             }
             for (map, dispatches) in node_port_maps(&mut part) {
                 for d in dispatches.drain(..) {
+                    let target = holder(ruleset, tables, family, map, &d.verdict);
                     let key = node_port_key(d.key);
-                    insert(table, map, d.into_element(key));
+                    insert(target, map, d.into_element(key));
                 }
             }
         }
     }
 
-    /// Takes what `record` says a Service added out of `ruleset` again.
-    pub fn remove(&mut self, ruleset: &mut Ruleset, record: &FragmentRecord) {
+    /// Takes what `record` says a Service added out of `ruleset` again; a shard left as
+    /// it is without services (its template in `tables`) is removed.
+    pub fn remove(&mut self, ruleset: &mut Ruleset, tables: &Tables, record: &FragmentRecord) {
         for (family, part) in IpFamily::ALL.into_iter().zip(&record.parts) {
-            let table = table(ruleset, family);
+            let mut touched = BTreeSet::new();
             for chain in &part.chains {
-                table.chains.remove(chain);
+                let k = shard_of(chain);
+                touched.extend(k);
+                if let Some(t) = table_of(ruleset, family, k) {
+                    t.chains.remove(chain);
+                }
             }
             for set in &part.sets {
-                table.sets.remove(set);
+                let k = shard_of(set);
+                touched.extend(k);
+                if let Some(t) = table_of(ruleset, family, k) {
+                    t.sets.remove(set);
+                }
             }
+            let main = table(ruleset, family);
             for ip in &part.cluster_ips {
                 if decrement(&mut self.cluster_ips, *ip) {
-                    remove(table, CLUSTER_IPS, &addr_key(*ip));
+                    remove(main, CLUSTER_IPS, &addr_key(*ip));
                 }
             }
             for ip in &part.hairpin {
                 if decrement(&mut self.hairpin, *ip) {
-                    remove(table, ENDPOINT_HAIRPIN, &hairpin_key(*ip));
+                    remove(main, ENDPOINT_HAIRPIN, &hairpin_key(*ip));
                 }
             }
             for element in &part.elements {
-                match *element {
-                    MapKey::Vip(map, key) => remove(table, map, &vip_key(key)),
-                    MapKey::NodePort(map, key) => remove(table, map, &node_port_key(key)),
+                let (map, key, k) = match *element {
+                    MapKey::Vip(map, key, k) => (map, vip_key(key), k),
+                    MapKey::NodePort(map, key, k) => (map, node_port_key(key), k),
+                };
+                touched.extend(k);
+                if let Some(t) = table_of(ruleset, family, k) {
+                    remove(t, map, &key);
+                }
+            }
+            for k in touched {
+                let id = TableId::new(family.table_family(), shard_table(k));
+                if ruleset.tables.get(&id) == Some(&tables.shard_template(family, k)) {
+                    ruleset.tables.remove(&id);
                 }
             }
         }
+    }
+}
+
+/// The table that holds `map`'s element leading to `verdict`: the shard of its chain for
+/// the dispatch maps, else the main table.
+fn holder<'r>(
+    ruleset: &'r mut Ruleset,
+    tables: &Tables,
+    family: IpFamily,
+    map: &str,
+    verdict: &Verdict,
+) -> &'r mut Table {
+    if in_shard(map) {
+        shard(ruleset, tables, family, shard_of_verdict(verdict))
+    } else {
+        table(ruleset, family)
     }
 }
 
@@ -220,13 +283,35 @@ fn decrement(counts: &mut HashMap<IpAddr, u32, RandomState>, ip: IpAddr) -> bool
     true
 }
 
-/// `family`'s table; the ruleset always has both.
+/// `family`'s main table; the ruleset always has both.
 fn table(ruleset: &mut Ruleset, family: IpFamily) -> &mut Table {
     let id = TableId::new(family.table_family(), TABLE);
     ruleset
         .tables
         .entry(id)
         .or_insert_with(|| Table::new(family.table_family(), TABLE))
+}
+
+/// `family`'s shard `k`, made from its template when it does not exist yet.
+fn shard<'r>(
+    ruleset: &'r mut Ruleset,
+    tables: &Tables,
+    family: IpFamily,
+    k: usize,
+) -> &'r mut Table {
+    let id = TableId::new(family.table_family(), shard_table(k));
+    ruleset
+        .tables
+        .entry(id)
+        .or_insert_with(|| tables.shard_template(family, k))
+}
+
+/// `family`'s shard `k` (`Some`) or main table (`None`), if it exists.
+fn table_of(ruleset: &mut Ruleset, family: IpFamily, k: Option<usize>) -> Option<&mut Table> {
+    let name = k.map_or_else(|| TABLE.to_owned(), shard_table);
+    ruleset
+        .tables
+        .get_mut(&TableId::new(family.table_family(), name))
 }
 
 fn insert(table: &mut Table, set: &str, element: Element) {

@@ -48,7 +48,8 @@ fn service_chain(compiled: &Compiled, vip: &str) -> String {
 
 /// The names of the affinity sets of `family`'s table.
 fn affinity_sets(compiled: &Compiled, family: Family) -> Vec<String> {
-    let sets = compiled.table_of(family).sets.keys();
+    let table = compiled.table_of(family);
+    let sets = table.sets.keys();
     sets.filter(|name| name.starts_with("affinity-"))
         .cloned()
         .collect()

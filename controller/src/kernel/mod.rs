@@ -19,27 +19,25 @@ mod helper;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 
-use nftproxy_rules::{Family, Op, ParseError, Ruleset, Table, TableId, Transaction};
+use nftproxy_rules::{Family, Op, ParseError, Ruleset, TableId, Transaction};
 use nftproxy_wire::{Format, Request, WireError};
 use serde_json::json;
 
 use self::helper::{Helper, Replay};
 
-/// The name of nftproxy's tables (one per family, `ip` and `ip6`).
-pub const TABLE: &str = "nftproxy";
+/// The name of nftproxy's main tables (one per family, `ip` and `ip6`).
+#[allow(dead_code)] // the kernel tests name the main table with it
+pub const TABLE: &str = nftproxy_compiler::TABLE;
 
 /// The helper program's file name.
 pub const HELPER: &str = "nftproxy-nft";
 
-/// nftproxy's tables: the only ones [`Kernel`] lists or deletes.
-pub fn tables() -> [TableId; 2] {
-    [
-        TableId::new(Family::Ip, TABLE),
-        TableId::new(Family::Ip6, TABLE),
-    ]
+/// nftproxy's tables (main tables, then shards): the only ones [`Kernel`] lists or deletes.
+pub fn tables() -> Vec<TableId> {
+    nftproxy_compiler::table_ids()
 }
 
 /// Why a kernel operation failed.
@@ -69,6 +67,9 @@ pub enum KernelError {
     /// The thread that owns the helper is gone (it panicked).
     #[error("the thread that talks to the nftables helper is gone")]
     ThreadGone,
+    /// The netlink dump of the namespace's tables failed.
+    #[error("cannot list the tables over netlink: {0}")]
+    ListTables(io::Error),
 }
 
 fn stderr_note(stderr: &str) -> String {
@@ -98,6 +99,8 @@ pub struct Kernel {
     calls: Option<mpsc::Sender<Call>>,
     thread: Option<JoinHandle<()>>,
     helper: PathBuf,
+    /// Finds which tables exist, in the namespace of the thread that started the kernel.
+    netfilter: Mutex<direct::Netfilter>,
 }
 
 impl Kernel {
@@ -105,6 +108,7 @@ impl Kernel {
     /// that it answers. The helper works in the calling thread's network namespace.
     pub fn start(helper: Option<&Path>) -> Result<Kernel, KernelError> {
         let path = find_helper(helper)?;
+        let netfilter = direct::Netfilter::open().map_err(KernelError::ListTables)?;
         let (calls, queue) = mpsc::channel();
         let mut process = Helper::new(path.clone());
         let thread = thread::Builder::new()
@@ -123,6 +127,7 @@ impl Kernel {
             calls: Some(calls),
             thread: Some(thread),
             helper: path,
+            netfilter: Mutex::new(netfilter),
         };
         kernel.ping()?;
         Ok(kernel)
@@ -155,53 +160,48 @@ impl Kernel {
     /// from the result (no tables: an empty ruleset). Other tables are never listed.
     pub fn list(&self) -> Result<Ruleset, KernelError> {
         let mut ruleset = Ruleset::new();
-        // nft 1.0.6 cannot list two tables in one call. Listing a missing table is an error
-        // like any other, so a refusal is checked against the table names; they are not
-        // asked for first because `list tables` costs seconds at 10k services (nft fetches
-        // the whole ruleset for it), while a missing table is rare (first start, cleanup).
-        let mut existing: Option<Ruleset> = None;
-        for id in tables() {
+        let existing = self.existing_tables()?;
+        // nft 1.0.6 cannot list two tables in one call.
+        for id in tables().into_iter().filter(|id| existing.contains(id)) {
             let list = json!({"nftables": [{"list": {"table": {
                 "family": id.family.keyword(), "name": id.name}}}]});
-            match self.run_json(list.to_string(), Replay::Safe) {
-                Ok(listing) => {
-                    let table = parse_listing(&listing, std::slice::from_ref(&id))?;
-                    ruleset.tables.extend(table.tables);
-                }
-                Err(KernelError::Refused { message }) => {
-                    if existing.is_none() {
-                        existing = Some(self.existing_tables()?);
-                    }
-                    if existing
-                        .as_ref()
-                        .is_some_and(|e| e.tables.contains_key(&id))
-                    {
-                        return Err(KernelError::Refused { message });
-                    }
-                }
-                Err(other) => return Err(other),
-            }
+            let listing = self.run_json(list.to_string(), Replay::Safe)?;
+            let table = parse_listing(&listing, std::slice::from_ref(&id))?;
+            ruleset.tables.extend(table.tables);
         }
         Ok(ruleset)
     }
 
-    /// Which of nftproxy's tables exist (as empty tables): nft's `list tables`.
-    fn existing_tables(&self) -> Result<Ruleset, KernelError> {
-        let names = self.run_json(
-            json!({"nftables": [{"list": {"tables": null}}]}).to_string(),
-            Replay::Safe,
-        )?;
-        parse_listing(&names, &tables())
+    /// Which of the namespace's `ip` and `ip6` tables are nftproxy's (any number of
+    /// shards), from a netlink dump of the table names.
+    pub fn existing_tables(&self) -> Result<Vec<TableId>, KernelError> {
+        let mut netfilter = self
+            .netfilter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let names = netfilter.table_names().map_err(KernelError::ListTables)?;
+        Ok(names
+            .into_iter()
+            .filter_map(|(family, name)| {
+                let family = match u32::from(family) {
+                    2 => Family::Ip,
+                    10 => Family::Ip6,
+                    _ => return None,
+                };
+                nftproxy_compiler::is_table_name(&name).then(|| TableId::new(family, name))
+            })
+            .collect())
     }
 
-    /// Deletes nftproxy's tables and nothing else (`nftproxy cleanup`); no error when they
-    /// do not exist. One batch: each table is added (a no-op when it exists), then deleted.
+    /// Deletes nftproxy's tables and nothing else (`nftproxy cleanup`); no error when there
+    /// are none. One batch.
     pub fn delete_tables(&self) -> Result<(), KernelError> {
-        let mut tx = Transaction::new();
-        for id in tables() {
-            tx.push(Op::AddTable(Table::new(id.family, id.name)));
+        let existing = self.existing_tables()?;
+        if existing.is_empty() {
+            return Ok(());
         }
-        for id in tables() {
+        let mut tx = Transaction::new();
+        for id in existing {
             tx.push(Op::DeleteTable(id));
         }
         self.run_json(tx.to_json().to_string(), Replay::Safe)

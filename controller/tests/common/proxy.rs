@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use nftproxy_rules::{Family, Ruleset, TableId};
+use nftproxy_rules::Ruleset;
 use serde_json::Value as Json;
 
 use super::netns::NetNs;
@@ -229,10 +229,7 @@ fn render(lines: &[Json]) -> String {
 
 /// nftproxy's tables as the kernel in `ns` lists them.
 pub fn kernel_tables(ns: &NetNs) -> Ruleset {
-    let tables = [
-        TableId::new(Family::Ip, "nftproxy"),
-        TableId::new(Family::Ip6, "nftproxy"),
-    ];
+    let tables = nftproxy_compiler::table_ids();
     Ruleset::from_nft_json(&ns.nft_list_json(), &tables).expect("the listing parses")
 }
 
@@ -254,8 +251,15 @@ pub fn wait_kernel_equal(ns: &NetNs, expected: &Ruleset, proxy: &Proxy, what: &s
     }
 }
 
-/// `nft delete element ip nftproxy SET { ELEMENT }` inside `ns`, as someone tampering by hand.
+/// `nft delete element ip TABLE SET { ELEMENT }` inside `ns`, as someone tampering by hand,
+/// in whichever of nftproxy's IPv4 tables (main or shard) holds it.
 pub fn delete_element_by_hand(ns: &NetNs, set: &str, element: &str) {
     let element = format!("{{ {element} }}");
-    ns.exec_ok(&["nft", "delete", "element", "ip", "nftproxy", set, &element]);
+    for table in nftproxy_compiler::table_names() {
+        let done = ns.exec(&["nft", "delete", "element", "ip", &table, set, &element]);
+        if done.status.success() {
+            return;
+        }
+    }
+    panic!("no nftproxy table holds {element} in {set}");
 }

@@ -7,10 +7,15 @@ use super::plan::{self, Node};
 use super::{Attach, Lab, LabBuilder, Member};
 use crate::common::netns::NetNs;
 
-/// Put before a script: removes nftproxy's tables if present (adding first makes the delete
-/// safe when they are absent), in the same transaction that loads the new ones.
-const REPLACE_TABLES: &str = "add table ip nftproxy\ndelete table ip nftproxy\n\
-                              add table ip6 nftproxy\ndelete table ip6 nftproxy\n";
+/// Put before a script: removes nftproxy's tables (main and shards) if present (adding
+/// first makes the delete safe when they are absent), in the same transaction that loads
+/// the new ones.
+fn replace_tables() -> String {
+    nftproxy_compiler::table_ids()
+        .iter()
+        .map(|id| format!("add table {id}\ndelete table {id}\n"))
+        .collect()
+}
 
 impl Lab {
     /// An empty description: add pods and clients, then build.
@@ -137,7 +142,7 @@ impl Lab {
     /// Loads an nft script into node-1 in place of whatever nftproxy tables it holds (one
     /// transaction, so a test can reload a changed cluster); panics with nft's error.
     pub fn load_ruleset(&self, script: &str) {
-        let script = format!("{REPLACE_TABLES}{script}");
+        let script = format!("{}{script}", replace_tables());
         if let Err(e) = self.node1.nft_load(&script, false) {
             panic!("nft -f rejected the ruleset: {e}\n--- ruleset ---\n{script}");
         }

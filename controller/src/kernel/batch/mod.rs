@@ -3,8 +3,8 @@
 //! libnftables fetches a cache of the whole ruleset before it runs even one `add element`,
 //! which costs tens of milliseconds at 10k services. The diff already knows every name, so
 //! incremental syncs need no cache: this module writes the batch itself. It covers what the
-//! compiler emits in chains and in elements of non-interval sets. A transaction with
-//! anything else (set declarations, interval sets, anonymous sets) is [`Unsupported`] and
+//! compiler emits in chains, set declarations and elements of non-interval sets. A
+//! transaction with anything else (interval sets, anonymous sets) is [`Unsupported`] and
 //! goes through libnftables instead. `tests/kernel_batch.rs` checks every construct against
 //! the kernel: what nft lists after a batch equals the model.
 
@@ -13,7 +13,8 @@ mod expr;
 mod nft;
 
 use nftproxy_rules::{
-    ChainType, Element, Family, Hook, Op, Policy, Rule, Set, SetFlag, TableId, Transaction, Value,
+    ChainType, DataType, Element, Family, Hook, Op, Policy, Rule, Set, SetFlag, TableId,
+    Transaction, Value,
 };
 
 use self::attrs::Writer;
@@ -193,7 +194,7 @@ impl Encoder {
                 self.w.end_message(msg);
             }
             Op::AddRule { table, chain, rule } => self.add_rule(index, table, chain, rule)?,
-            Op::AddSet { .. } => return Err(Unsupported::new("set declarations")),
+            Op::AddSet { table, set } => self.add_set(index, table, set)?,
             Op::DeleteSet { table, set } => {
                 let msg = self.begin(index, NFT_MSG_DELSET, 0, table)?;
                 self.w.str(NFTA_SET_TABLE, &table.name);
@@ -217,6 +218,65 @@ impl Encoder {
                 self.elements(index, NFT_MSG_DELSETELEM, table, declared, elements)?;
             }
         }
+        Ok(())
+    }
+
+    /// `NEWSET`: a plain set or map, with the type ids nft gives its key and data types so
+    /// that nft lists it back the same. Interval sets are left to libnftables.
+    fn add_set(&mut self, index: usize, table: &TableId, set: &Set) -> Result<(), Unsupported> {
+        let mut flags = 0;
+        for flag in &set.flags {
+            flags |= match flag {
+                SetFlag::Constant => NFT_SET_CONSTANT,
+                SetFlag::Timeout => NFT_SET_TIMEOUT,
+                SetFlag::Interval | SetFlag::Dynamic => {
+                    return Err(Unsupported::new("interval or dynamic set declarations"));
+                }
+            };
+        }
+        if set.comment.is_some() {
+            return Err(Unsupported::new("set comments"));
+        }
+        let (key_type, key_len) = key_type(&set.key)?;
+        let data = match set.value {
+            Some(DataType::Verdict) => Some((NFT_DATA_VERDICT, 0)),
+            Some(other) => Some(key_type_of(other)?),
+            None => None,
+        };
+        let msg = self.begin(index, NFT_MSG_NEWSET, NLM_F_CREATE, table)?;
+        self.w.str(NFTA_SET_TABLE, &table.name);
+        self.w.str(NFTA_SET_NAME, &set.name);
+        let map = if data.is_some() { NFT_SET_MAP } else { 0 };
+        self.w.u32(NFTA_SET_FLAGS, flags | map);
+        self.w.u32(NFTA_SET_KEY_TYPE, key_type);
+        self.w.u32(NFTA_SET_KEY_LEN, key_len);
+        if let Some((data_type, data_len)) = data {
+            self.w.u32(NFTA_SET_DATA_TYPE, data_type);
+            self.w.u32(NFTA_SET_DATA_LEN, data_len);
+        }
+        // Unique within the batch; rules and elements name the set, but the kernel wants
+        // an id for a set created in the same transaction.
+        self.w
+            .u32(NFTA_SET_ID, u32::try_from(index).unwrap_or(u32::MAX));
+        if let Some(secs) = set.timeout_secs {
+            self.w.u64(NFTA_SET_TIMEOUT, u64::from(secs) * 1000);
+        }
+        // Marks are host-endian; nft reads that from the set's user data, and would list
+        // them byte-swapped without it.
+        let mut udata = Vec::new();
+        for (entry, host_endian) in [
+            (UDATA_SET_KEY_BYTEORDER, set.key == [DataType::Mark]),
+            (UDATA_SET_DATA_BYTEORDER, set.value == Some(DataType::Mark)),
+        ] {
+            if host_endian {
+                udata.extend([entry, 4]);
+                udata.extend(BYTEORDER_HOST_ENDIAN.to_ne_bytes());
+            }
+        }
+        if !udata.is_empty() {
+            self.w.attr(NFTA_SET_USERDATA, &udata);
+        }
+        self.w.end_message(msg);
         Ok(())
     }
 
@@ -337,6 +397,38 @@ fn comment_udata(comment: &str) -> Result<Vec<u8>, Unsupported> {
     bytes.extend_from_slice(comment.as_bytes());
     bytes.push(0);
     Ok(bytes)
+}
+
+/// nft's type id and the length in bytes of a (possibly concatenated) key: each component's
+/// id shifted in by [`NFT_TYPE_BITS`], each length rounded up to 4 bytes when concatenated.
+fn key_type(key: &[DataType]) -> Result<(u32, u32), Unsupported> {
+    let mut id = 0;
+    let mut len = 0;
+    for data_type in key {
+        let (one_id, one_len) = match data_type {
+            DataType::Ipv4Addr => (7, 4),
+            DataType::Ipv6Addr => (8, 16),
+            DataType::InetProto => (12, 1),
+            DataType::InetService => (13, 2),
+            DataType::Mark => (19, 4),
+            DataType::Ifname => (41, 16),
+            DataType::Verdict => return Err(Unsupported::new("verdicts in set keys")),
+        };
+        id = (id << NFT_TYPE_BITS) | one_id;
+        len += if key.len() > 1 {
+            u32::div_ceil(one_len, 4) * 4
+        } else {
+            one_len
+        };
+    }
+    if key.is_empty() {
+        return Err(Unsupported::new("a set without a key"));
+    }
+    Ok((id, len))
+}
+
+fn key_type_of(data_type: DataType) -> Result<(u32, u32), Unsupported> {
+    key_type(&[data_type])
 }
 
 fn hook_number(hook: Hook) -> u32 {

@@ -11,6 +11,7 @@ pub const NFT_MSG_NEWCHAIN: u16 = 3;
 pub const NFT_MSG_DELCHAIN: u16 = 5;
 pub const NFT_MSG_NEWRULE: u16 = 6;
 pub const NFT_MSG_DELRULE: u16 = 8;
+pub const NFT_MSG_NEWSET: u16 = 9;
 pub const NFT_MSG_DELSET: u16 = 11;
 pub const NFT_MSG_NEWSETELEM: u16 = 12;
 pub const NFT_MSG_DELSETELEM: u16 = 14;
@@ -39,6 +40,27 @@ pub const NFTA_RULE_USERDATA: u16 = 7;
 
 pub const NFTA_SET_TABLE: u16 = 1;
 pub const NFTA_SET_NAME: u16 = 2;
+pub const NFTA_SET_FLAGS: u16 = 3;
+pub const NFTA_SET_KEY_TYPE: u16 = 4;
+pub const NFTA_SET_KEY_LEN: u16 = 5;
+pub const NFTA_SET_DATA_TYPE: u16 = 6;
+pub const NFTA_SET_DATA_LEN: u16 = 7;
+pub const NFTA_SET_ID: u16 = 10;
+pub const NFTA_SET_TIMEOUT: u16 = 11;
+pub const NFTA_SET_USERDATA: u16 = 13;
+/// Set user data entries nft reads the byte order of keys and data from.
+pub const UDATA_SET_KEY_BYTEORDER: u8 = 0;
+pub const UDATA_SET_DATA_BYTEORDER: u8 = 1;
+/// nft's `BYTEORDER_HOST_ENDIAN`.
+pub const BYTEORDER_HOST_ENDIAN: u32 = 1;
+
+pub const NFT_SET_CONSTANT: u32 = 0x2;
+pub const NFT_SET_MAP: u32 = 0x8;
+pub const NFT_SET_TIMEOUT: u32 = 0x10;
+/// `NFT_DATA_VERDICT`: the data type of verdict maps.
+pub const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
+/// Bits per component of nft's concatenated type ids (`TYPE_BITS`).
+pub const NFT_TYPE_BITS: u32 = 6;
 
 pub const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 pub const NFTA_SET_ELEM_LIST_SET: u16 = 2;
