@@ -17,11 +17,11 @@ use crate::family::IpFamily;
 /// The name of both main tables (`ip nftproxy`, `ip6 nftproxy`).
 pub const TABLE: &str = "nftproxy";
 
-/// How many shard tables (`nftproxy-0` … `nftproxy-15`, per family) the service dispatch
+/// How many shard tables (`nftproxy-0` … `nftproxy-31`, per family) the service dispatch
 /// is spread over. The kernel validates a whole table whenever a transaction changes a rule
 /// in it; with the services' chains spread over shards, one endpoint change pays for one
 /// shard (BENCHMARKS.md). Changing it moves services between shards: a full resync.
-pub const SHARDS: usize = 16;
+pub const SHARDS: usize = 32;
 
 /// The name of shard table `k`.
 pub fn shard_table(k: usize) -> String {

@@ -418,9 +418,14 @@ fn one_endpoint_change_at_10k_as_a_batch_of_our_own() {
         through_batch(&mut netfilter, &diff(&r1, &r0).unwrap(), &r1, &r0);
     }
     // Single operations, to tell the kernel's table validation (run at commit when a rule
-    // or element can jump) from the rest.
+    // or element can jump) from the rest. The probes go to shard 0, which holds a share of
+    // the service chains, as an endpoint change does; the hairpin set is the main table's.
     use nftproxy_rules::{Element, L4Proto, Op, Rule, Stmt, TableId, Value, Verdict};
-    let table = TableId::new(nftproxy_rules::Family::Ip, kernel::TABLE);
+    let main = TableId::new(nftproxy_rules::Family::Ip, kernel::TABLE);
+    let table = TableId::new(
+        nftproxy_rules::Family::Ip,
+        nftproxy_compiler::shard_table(0),
+    );
     let some_chain = r0.tables[&table]
         .chains
         .keys()
@@ -433,13 +438,20 @@ fn one_endpoint_change_at_10k_as_a_batch_of_our_own() {
         [probe_ip, Value::Proto(L4Proto::Tcp), Value::Port(9)],
         Value::Verdict(Verdict::Goto(some_chain.clone())),
     );
+    let table_of = |set: &str| {
+        if set == "endpoint-hairpin" {
+            main.clone()
+        } else {
+            table.clone()
+        }
+    };
     let add = |set: &str, e: &Element| Op::AddElements {
-        table: table.clone(),
+        table: table_of(set),
         set: set.into(),
         elements: vec![e.clone()],
     };
     let del = |set: &str, e: &Element| Op::DeleteElements {
-        table: table.clone(),
+        table: table_of(set),
         set: set.into(),
         elements: vec![e.clone()],
     };
@@ -514,112 +526,4 @@ fn one_endpoint_change_at_10k_as_a_batch_of_our_own() {
         listed == r0,
         "the namespace differs from the compiled ruleset"
     );
-}
-
-/// A measurement aid, not the product: `ruleset` with its ClusterIP dispatch spread over
-/// `shards` extra tables per family (`nftproxy-K`), each with its own NAT base chains, its
-/// share of `service-ips` and the service chains those elements reach. The kernel validates
-/// a table as a whole when a transaction changes a rule in it, so a shard is what one
-/// endpoint change pays for. Handles the ClusterIP-only clusters of this file.
-fn sharded(ruleset: &Ruleset, shards: usize) -> Ruleset {
-    use nftproxy_rules::{Chain, ChainType, Hook, Rule, Stmt, Table, Verdict};
-    let mut out = Ruleset::new();
-    for table in ruleset.tables.values() {
-        let mut main = table.clone();
-        let mut parts: Vec<Table> = (0..shards)
-            .map(|k| Table::new(table.family, format!("{}-{k}", kernel::TABLE)))
-            .collect();
-        for part in &mut parts {
-            for (name, hook) in [
-                ("nat-prerouting", Hook::Prerouting),
-                ("nat-output", Hook::Output),
-            ] {
-                part.insert_chain(Chain::base(name, ChainType::Nat, hook, -100).with_rule(
-                    Rule::new(vec![Stmt::Verdict(Verdict::Jump("services".into()))]),
-                ));
-            }
-            part.insert_set(table.sets["service-ips"].declaration());
-        }
-        // The dispatch rule moves from main's `services` to each shard's.
-        let services = &table.chains["services"];
-        let (dispatch, rest): (Vec<Rule>, Vec<Rule>) =
-            services.rules.iter().cloned().partition(|r| {
-                r.stmts
-                    .iter()
-                    .any(|s| matches!(s, Stmt::Vmap { map, .. } if map == "service-ips"))
-            });
-        let mut main_services = Chain::regular("services");
-        main_services.rules.extend(rest);
-        main.insert_chain(main_services);
-        for part in &mut parts {
-            let mut chain = Chain::regular("services");
-            chain.rules.extend(dispatch.iter().cloned());
-            part.insert_chain(chain);
-        }
-        let map = &table.sets["service-ips"];
-        main.sets.get_mut("service-ips").unwrap().elements.clear();
-        for element in map.elements.values() {
-            let Some(nftproxy_rules::Value::Verdict(v)) = &element.value else {
-                continue;
-            };
-            let target = v.target().unwrap().to_owned();
-            let k =
-                usize::try_from(nftproxy_rules::digest::digest(&target) % shards as u128).unwrap();
-            let chain = main.chains.remove(&target).expect("a dispatched chain");
-            parts[k].insert_chain(chain);
-            parts[k]
-                .sets
-                .get_mut("service-ips")
-                .unwrap()
-                .insert(element.clone());
-        }
-        out.insert_table(main);
-        for part in parts {
-            out.insert_table(part);
-        }
-    }
-    out
-}
-
-#[test]
-#[ignore = "measurement: run with --ignored --nocapture (as root)"]
-fn one_endpoint_change_at_10k_with_the_dispatch_sharded_over_tables() {
-    if !kernel_tests_enabled("one_endpoint_change_at_10k_with_the_dispatch_sharded_over_tables") {
-        return;
-    }
-    let config = CompileConfig {
-        hostname: "node-0".into(),
-        ..CompileConfig::default()
-    };
-    let mut snapshot = cluster();
-    let r0 = compile(&snapshot, &config).ruleset;
-    snapshot.endpoint_slices[0] = Arc::new(slice(0, ENDPOINTS + 1));
-    let r1 = compile(&snapshot, &config).ruleset;
-    for shards in [1, 16, 32] {
-        let (s0, s1) = (sharded(&r0, shards), sharded(&r1, shards));
-        let ns = NetNs::new("khtshard");
-        let load = nft_script(&ns, &diff(&Ruleset::new(), &s0).unwrap().to_string());
-        let mut netfilter = ns
-            .run_inside(kernel::direct::Netfilter::open)
-            .expect("a netfilter socket");
-        let (up, down) = (diff(&s0, &s1).unwrap(), diff(&s1, &s0).unwrap());
-        let mut times = Vec::new();
-        for _ in 0..10 {
-            times.push(through_batch(&mut netfilter, &up, &s0, &s1));
-            times.push(through_batch(&mut netfilter, &down, &s1, &s0));
-        }
-        times.sort();
-        println!(
-            "{SERVICES} x {ENDPOINTS} over {shards:>2} shard tables: nft -f load {load:.2?}; \
-             one endpoint change as our batch: median {:.2?}, max {:.2?}",
-            times[times.len() / 2],
-            times[times.len() - 1]
-        );
-        let ids: Vec<nftproxy_rules::TableId> = s0.tables.keys().cloned().collect();
-        let listed = Ruleset::from_nft_json(&ns.nft_list_json(), &ids).unwrap();
-        assert!(
-            listed == s0,
-            "the namespace differs from the sharded ruleset"
-        );
-    }
 }
