@@ -290,22 +290,21 @@ pub fn follow(held: &mut Ruleset, transaction: &Transaction, desired: &Ruleset) 
                 set,
                 elements,
             } => {
-                if let Some(s) = held.table_mut(table).and_then(|t| t.sets.get_mut(set)) {
-                    for element in elements {
-                        s.insert(element.clone());
-                    }
-                }
+                let set = held.table_mut(table).and_then(|t| t.sets.get_mut(set));
+                set.into_iter()
+                    .for_each(|s| elements.iter().for_each(|e| s.insert(e.clone())));
             }
             Op::DeleteElements {
                 table,
                 set,
                 elements,
             } => {
-                if let Some(s) = held.table_mut(table).and_then(|t| t.sets.get_mut(set)) {
-                    for element in elements {
-                        s.elements.remove(&element.key);
-                    }
-                }
+                let set = held.table_mut(table).and_then(|t| t.sets.get_mut(set));
+                set.into_iter().for_each(|s| {
+                    elements
+                        .iter()
+                        .for_each(|e| drop(s.elements.remove(&e.key)));
+                });
             }
         }
     }

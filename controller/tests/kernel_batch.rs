@@ -173,13 +173,9 @@ fn transactions_between_fixture_clusters_land_exactly_as_batches() {
     );
 }
 
-#[test]
-fn a_refused_batch_changes_nothing_and_names_the_operation() {
-    if !kernel_tests_enabled("a_refused_batch_changes_nothing_and_names_the_operation") {
-        return;
-    }
-    let ns = NetNs::new("batch-refused");
-    let (kernel, mut netfilter) = kernel_in(&ns);
+/// The helper and a socket in `ns`, with the `every-service-type` fixture loaded.
+fn every_service_type_in(ns: &NetNs) -> (Kernel, Netfilter, Ruleset) {
+    let (kernel, netfilter) = kernel_in(ns);
     let (_, model) = fixture_rulesets()
         .into_iter()
         .find(|(name, _)| name == "every-service-type")
@@ -187,6 +183,16 @@ fn a_refused_batch_changes_nothing_and_names_the_operation() {
     kernel
         .apply(&diff(&Ruleset::new(), &model).unwrap())
         .unwrap();
+    (kernel, netfilter, model)
+}
+
+#[test]
+fn a_refused_batch_changes_nothing_and_names_the_operation() {
+    if !kernel_tests_enabled("a_refused_batch_changes_nothing_and_names_the_operation") {
+        return;
+    }
+    let ns = NetNs::new("batch-refused");
+    let (kernel, mut netfilter, model) = every_service_type_in(&ns);
     let table = TableId::new(Family::Ip, kernel::TABLE);
     let element = Element::key([
         Value::Ipv4(Ipv4Addr::new(198, 18, 9, 9)),
@@ -242,14 +248,7 @@ fn a_batch_of_many_elements_is_split_into_messages_and_lands_whole() {
         return;
     }
     let ns = NetNs::new("batch-large");
-    let (kernel, mut netfilter) = kernel_in(&ns);
-    let (_, model) = fixture_rulesets()
-        .into_iter()
-        .find(|(name, _)| name == "every-service-type")
-        .unwrap();
-    kernel
-        .apply(&diff(&Ruleset::new(), &model).unwrap())
-        .unwrap();
+    let (kernel, mut netfilter, model) = every_service_type_in(&ns);
     let table = TableId::new(Family::Ip, kernel::TABLE);
     // 30 000 elements of `no-endpoint-services`, each a verdict with a comment: several
     // messages.

@@ -267,14 +267,7 @@ fn helper_round_trips_and_10k_service_loads_next_to_nft() {
     println!("empty document through `nft -j -f -`:       {nft_noop:>12.3?}");
     drop(kernel);
 
-    let config = CompileConfig {
-        hostname: "node-0".into(),
-        ..CompileConfig::default()
-    };
-    let mut snapshot = cluster();
-    let r0 = compile(&snapshot, &config).ruleset;
-    snapshot.endpoint_slices[0] = Arc::new(slice(0, ENDPOINTS + 1));
-    let r1 = compile(&snapshot, &config).ruleset;
+    let (r0, r1) = one_endpoint_added();
     let full = diff(&Ruleset::new(), &r0).unwrap();
     let (json, render) = timed(|| full.to_json().to_string());
     println!(
@@ -303,6 +296,19 @@ fn helper_round_trips_and_10k_service_loads_next_to_nft() {
     }
 }
 
+/// The compiled cluster, and the same with one endpoint added to the first service.
+fn one_endpoint_added() -> (Ruleset, Ruleset) {
+    let config = CompileConfig {
+        hostname: "node-0".into(),
+        ..CompileConfig::default()
+    };
+    let mut snapshot = cluster();
+    let r0 = compile(&snapshot, &config).ruleset;
+    snapshot.endpoint_slices[0] = Arc::new(slice(0, ENDPOINTS + 1));
+    let r1 = compile(&snapshot, &config).ruleset;
+    (r0, r1)
+}
+
 /// `nft -f -` (script) from a thread inside `ns`; returns the wall time.
 fn nft_script(ns: &NetNs, input: &str) -> Duration {
     nft_stdin(ns, &["-f", "-"], input)
@@ -314,14 +320,7 @@ fn one_endpoint_change_at_10k_as_script_and_as_json() {
     if !kernel_tests_enabled("one_endpoint_change_at_10k_as_script_and_as_json") {
         return;
     }
-    let config = CompileConfig {
-        hostname: "node-0".into(),
-        ..CompileConfig::default()
-    };
-    let mut snapshot = cluster();
-    let r0 = compile(&snapshot, &config).ruleset;
-    snapshot.endpoint_slices[0] = Arc::new(slice(0, ENDPOINTS + 1));
-    let r1 = compile(&snapshot, &config).ruleset;
+    let (r0, r1) = one_endpoint_added();
     let ns = NetNs::new("khtfmt");
     nft_script(&ns, &diff(&Ruleset::new(), &r0).unwrap().to_string());
     let (up, down) = (diff(&r0, &r1).unwrap(), diff(&r1, &r0).unwrap());
@@ -371,14 +370,7 @@ fn one_endpoint_change_at_10k_as_a_batch_of_our_own() {
     if !kernel_tests_enabled("one_endpoint_change_at_10k_as_a_batch_of_our_own") {
         return;
     }
-    let config = CompileConfig {
-        hostname: "node-0".into(),
-        ..CompileConfig::default()
-    };
-    let mut snapshot = cluster();
-    let r0 = compile(&snapshot, &config).ruleset;
-    snapshot.endpoint_slices[0] = Arc::new(slice(0, ENDPOINTS + 1));
-    let r1 = compile(&snapshot, &config).ruleset;
+    let (r0, r1) = one_endpoint_added();
     let ns = NetNs::new("khtbatch");
     nft_script(&ns, &diff(&Ruleset::new(), &r0).unwrap().to_string());
     let mut netfilter = ns

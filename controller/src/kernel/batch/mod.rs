@@ -63,15 +63,7 @@ pub fn encode<'a>(
         messages: Vec::new(),
         last_start: None,
     };
-    let seq = encoder.next_seq();
-    let begin = encoder.w.begin_message(
-        NFNL_MSG_BATCH_BEGIN,
-        NLM_F_REQUEST,
-        seq,
-        0,
-        NFNL_SUBSYS_NFTABLES,
-    );
-    encoder.w.end_message(begin);
+    encoder.batch_delimiter(NFNL_MSG_BATCH_BEGIN);
     for (index, op) in transaction.ops.iter().enumerate() {
         encoder.op(index, op, &set)?;
     }
@@ -81,15 +73,7 @@ pub fn encode<'a>(
     if let Some(last) = encoder.last_start {
         encoder.w.add_flags(last, NLM_F_ACK);
     }
-    let seq = encoder.next_seq();
-    let end = encoder.w.begin_message(
-        NFNL_MSG_BATCH_END,
-        NLM_F_REQUEST,
-        seq,
-        0,
-        NFNL_SUBSYS_NFTABLES,
-    );
-    encoder.w.end_message(end);
+    encoder.batch_delimiter(NFNL_MSG_BATCH_END);
     Ok(Batch {
         bytes: encoder.w.into_bytes(),
         messages: encoder.messages,
@@ -114,6 +98,15 @@ fn family_number(family: Family) -> Result<u8, Unsupported> {
 }
 
 impl Encoder {
+    /// `NFNL_MSG_BATCH_BEGIN` or `NFNL_MSG_BATCH_END` for the nf_tables subsystem.
+    fn batch_delimiter(&mut self, kind: u16) {
+        let seq = self.next_seq();
+        let open = self
+            .w
+            .begin_message(kind, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES);
+        self.w.end_message(open);
+    }
+
     fn next_seq(&mut self) -> u32 {
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
