@@ -123,17 +123,18 @@ fn sticky_pod(lab: &Lab, from: Member<'_>, proto: Proto, to: SocketAddr, n: usiz
     spread.pod_names()[0].to_owned()
 }
 
-/// The names of node-1's affinity sets (both tables) that hold `client` right now.
-fn sets_holding(lab: &Lab, client: IpAddr) -> Vec<String> {
+/// (table, name) of node-1's affinity sets (every table) that hold `client` right now.
+fn sets_holding(lab: &Lab, client: IpAddr) -> Vec<(String, String)> {
     let listing = lab.node1().nft_list_json();
     let objects = listing["nftables"].as_array().cloned().unwrap_or_default();
     let mut found = Vec::new();
     for set in objects.iter().filter_map(|o| o.get("set")) {
         let name = set["name"].as_str().unwrap_or_default();
+        let table = set["table"].as_str().unwrap_or_default();
         let elements = set["elem"].as_array().cloned().unwrap_or_default();
         let holds = elements.iter().any(|e| element_addr(e) == Some(client));
         if name.starts_with("affinity-") && holds {
-            found.push(name.to_owned());
+            found.push((table.to_owned(), name.to_owned()));
         }
     }
     found
@@ -196,11 +197,8 @@ fn each_client_keeps_its_own_endpoint_and_new_clients_are_spread() {
         let holding = sets_holding(&lab, y);
         assert_eq!(holding.len(), 1, "{holding:?}");
         let element = format!("{{ {y} }}");
-        let delete = ["nft", "delete", "element", "ip", "nftproxy"];
-        let args: Vec<&str> = delete
-            .into_iter()
-            .chain([&*holding[0], &*element])
-            .collect();
+        let (table, set) = &holding[0];
+        let args = ["nft", "delete", "element", "ip", table, set, &element];
         lab.node1().exec_ok(&args);
         y_pod = sticky_pod(&lab, Member::Pod("y"), Proto::Tcp, vip, 5);
     }
@@ -265,7 +263,7 @@ fn after_timeout_seconds_idle_the_entry_expires_and_clients_choose_afresh() {
     thread::sleep(Duration::from_secs(3));
     assert_eq!(
         sets_holding(&lab, x),
-        Vec::<String>::new(),
+        Vec::<(String, String)>::new(),
         "entry outlived its timeout"
     );
     // And the next connections are new choices: over rounds of idling, some client of
