@@ -361,3 +361,73 @@ fn masquerading(family: IpFamily, mark: u32) -> Chain {
         .with_rule(Rule::new(vec![set_mark(BitOp::Xor, mark)]))
         .with_rule(Rule::new(vec![Stmt::Masquerade { fully_random: true }]))
 }
+
+#[cfg(test)]
+mod shard_tests {
+    use super::*;
+
+    #[test]
+    fn every_chain_and_set_of_a_port_shares_its_shard() {
+        let id = "shop/web/tcp/http";
+        let names = [
+            format!("service-ABCDEFGH-{id}"),
+            format!("external-QRSTUVWX-{id}"),
+            format!("local-A2B3C4D5-{id}"),
+            format!("cluster-ZZZZZZZZ-{id}"),
+            format!("affinity-MNOPQR23-{id}__198.18.1.10/8080"),
+        ];
+        let shards: Vec<Option<usize>> = names.iter().map(|n| shard_of(n)).collect();
+        assert!(shards[0].is_some());
+        assert!(shards.iter().all(|s| *s == shards[0]), "{shards:?}");
+        let other = shard_of("service-ABCDEFGH-shop/web/tcp/metrics");
+        assert!(other.is_some());
+    }
+
+    #[test]
+    fn the_shard_function_never_changes() {
+        // A restart must find every port where the previous build put it: FNV-1a of the
+        // identity modulo 32, with these values written down on purpose.
+        let shard = |id: &str| shard_of(&format!("service-ABCDEFGH-{id}"));
+        assert_eq!(shard("default/web/tcp/http"), Some(20));
+        assert_eq!(shard("kube-system/dns/udp/dns"), Some(6));
+        assert_eq!(shard("a/b/sctp/9"), Some(0));
+        assert_eq!(SHARDS, 32);
+    }
+
+    #[test]
+    fn layout_and_firewall_chains_stay_in_the_main_table() {
+        for name in [
+            "services",
+            "service-endpoints-check",
+            "cluster-ips-check",
+            "firewall-check",
+            "firewall-ABCDEFGH-shop/web/tcp/http",
+            "service-abcdefgh-shop/web/tcp/http",
+            "service-ABCDEFG",
+            "reject-chain",
+        ] {
+            assert_eq!(shard_of(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn table_names_are_the_main_table_and_numbered_shards() {
+        for ours in ["nftproxy", "nftproxy-0", "nftproxy-31", "nftproxy-99"] {
+            assert!(is_table_name(ours), "{ours}");
+        }
+        for theirs in [
+            "nftproxy-",
+            "nftproxy-x",
+            "nftproxyx",
+            "nftproxy-1a",
+            "other",
+            "",
+        ] {
+            assert!(!is_table_name(theirs), "{theirs}");
+        }
+        let names = table_names();
+        assert_eq!(names.len(), SHARDS + 1);
+        assert!(names.iter().all(|n| is_table_name(n)));
+        assert_eq!(table_ids().len(), 2 * (SHARDS + 1));
+    }
+}
