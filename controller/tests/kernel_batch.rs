@@ -222,7 +222,12 @@ fn a_refused_batch_changes_nothing_and_names_the_operation() {
     let DirectError::Refused { index, .. } = &err else {
         panic!("expected a refusal, got {err}");
     };
-    assert_eq!(*index, 2, "{err}");
+    assert_eq!(*index, Some(2), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("operation 2 (add rule to ip nftproxy no-such-chain)"),
+        "{err}"
+    );
     assert!(err.to_string().contains("no-such-chain"), "{err}");
     assert_eq!(
         listed(&kernel),

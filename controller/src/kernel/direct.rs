@@ -23,10 +23,11 @@ pub enum DirectError {
     /// The batch never reached nf_tables (socket error): the kernel is unchanged.
     #[error("cannot send the netlink batch: {0}")]
     Io(#[from] io::Error),
-    /// nf_tables refused an operation; the whole batch was undone.
-    #[error("operation {index} ({what}): {error}")]
+    /// nf_tables refused an operation (`index` in the transaction; `None`: a message of
+    /// the batch's own, its begin or end); the whole batch was undone.
+    #[error("{what}: {error}")]
     Refused {
-        index: usize,
+        index: Option<usize>,
         what: String,
         error: io::Error,
     },
@@ -95,7 +96,7 @@ impl Netfilter {
                         .messages
                         .iter()
                         .find(|(s, _)| *s == seq)
-                        .map_or(usize::MAX, |(_, index)| *index);
+                        .map(|(_, index)| *index);
                     refused = Some((index, io::Error::from_raw_os_error(-code)));
                 }
             }
@@ -103,10 +104,10 @@ impl Netfilter {
         match refused {
             Some((index, error)) => Err(DirectError::Refused {
                 index,
-                what: transaction
-                    .ops
-                    .get(index)
-                    .map_or_else(|| "unknown".to_owned(), describe),
+                what: match index.and_then(|i| transaction.ops.get(i).map(|op| (i, op))) {
+                    Some((i, op)) => format!("operation {i} ({})", describe(op)),
+                    None => "the batch itself".to_owned(),
+                },
                 error,
             }),
             None if acknowledged => Ok(()),
