@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nftproxy_compiler::{ClusterSnapshot, CompileConfig, UdpPort};
-use nftproxy_rules::{Ruleset, TableId, Transaction};
+use nftproxy_rules::{Ruleset, Transaction};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -22,8 +22,6 @@ use crate::addresses::AddressWatcher;
 use crate::cli::PartialApply;
 use crate::cli::{CleanupArgs, RunArgs};
 use crate::conntrack;
-use crate::kernel::batch;
-use crate::kernel::direct::{DirectError, Netfilter};
 use crate::kernel::{Kernel, KernelError};
 use crate::manifest_source::ManifestSource;
 use crate::settings::Settings;
@@ -36,33 +34,11 @@ const MANIFEST_POLL: Duration = Duration::from_millis(200);
 
 /// The kernel as the syncer uses it: a listing that the model cannot represent means
 /// "replace the tables", any other failure is an error. Partial syncs go as netlink
-/// batches of nftproxy's own when `netfilter` is set and the encoder covers them.
+/// batches of nftproxy's own when `batches` is set and the encoder covers them.
 #[derive(Debug)]
 pub struct KernelTarget {
     pub kernel: Kernel,
-    pub netfilter: Option<Netfilter>,
-}
-
-impl KernelTarget {
-    /// A target that sends partial syncs as netlink batches when `partial` says so.
-    pub fn new(kernel: Kernel, partial: PartialApply) -> anyhow::Result<Self> {
-        let netfilter = match partial {
-            PartialApply::Netlink => {
-                Some(Netfilter::open().context("cannot open a netfilter netlink socket")?)
-            }
-            PartialApply::Libnftables => None,
-        };
-        Ok(KernelTarget { kernel, netfilter })
-    }
-}
-
-/// The declaration of set `name` in `table` of `ruleset`.
-fn declared_set<'a>(
-    ruleset: &'a Ruleset,
-    table: &TableId,
-    name: &str,
-) -> Option<&'a nftproxy_rules::Set> {
-    ruleset.table(table).and_then(|t| t.sets.get(name))
+    pub batches: bool,
 }
 
 impl Target for KernelTarget {
@@ -78,24 +54,14 @@ impl Target for KernelTarget {
         current: &Ruleset,
         desired: &Ruleset,
     ) -> Result<Route, KernelError> {
-        let Some(netfilter) = self.netfilter.as_mut() else {
+        if !self.batches {
             return self.apply(transaction).map(|()| Route::Libnftables);
-        };
-        let set = |table: &TableId, name: &str| {
-            declared_set(desired, table, name).or_else(|| declared_set(current, table, name))
-        };
-        let batch = match batch::encode(transaction, netfilter.next_seq(), set) {
-            Ok(batch) => batch,
-            Err(unsupported) => {
-                tracing::debug!(%unsupported, "partial sync through libnftables");
-                return self.apply(transaction).map(|()| Route::Libnftables);
-            }
-        };
-        match netfilter.apply(&batch, transaction) {
+        }
+        match self.kernel.apply_batch(transaction, &[desired, current]) {
             Ok(()) => Ok(Route::Netlink),
-            Err(DirectError::Io(err)) => {
+            Err(err) if err.not_sent() => {
                 // Nothing reached nf_tables: the same transaction can go the other way.
-                tracing::warn!(%err, "netlink batch not sent; using libnftables");
+                tracing::debug!(%err, "partial sync through libnftables");
                 self.apply(transaction).map(|()| Route::Libnftables)
             }
             Err(err) => Err(KernelError::Refused {
@@ -147,7 +113,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         node_ips: args.node.node_ips.clone(),
         local: local.as_ref(),
     };
-    let mut syncer = Syncer::new(KernelTarget::new(kernel, args.partial_apply)?, config);
+    let target = KernelTarget {
+        kernel,
+        batches: args.partial_apply == PartialApply::Netlink,
+    };
+    let mut syncer = Syncer::new(target, config);
     if let Some(dir) = &args.manifests {
         let source = Arc::new(ManifestSource::new(dir));
         source.refresh();

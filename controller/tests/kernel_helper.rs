@@ -153,7 +153,7 @@ fn an_incremental_diff_applies_and_lists_back_equal() {
         removed.metadata.name
     );
     // The main tables stay; a shard may come or go with the last service port in it.
-    let main_table = |id: &nftproxy_rules::TableId| id.name == kernel::TABLE;
+    let main_table = |id: &nftproxy_rules::TableId| id.name == nftproxy_compiler::TABLE;
     assert!(
         !tx.ops.iter().any(|op| match op {
             Op::DeleteTable(id) => main_table(id),

@@ -343,23 +343,12 @@ fn one_endpoint_change_at_10k_as_script_and_as_json() {
     );
 }
 
-/// The batch of `tx` (turning `from` into `to`), sent by `netfilter`; returns the wall time
-/// of encoding, sending and reading the kernel's answer.
-fn through_batch(
-    netfilter: &mut kernel::direct::Netfilter,
-    tx: &Transaction,
-    from: &Ruleset,
-    to: &Ruleset,
-) -> Duration {
+/// The batch of `tx` (turning `from` into `to`), sent by `kernel` as nftproxy's own;
+/// returns the wall time of encoding, sending and reading the kernel's answer.
+fn through_batch(kernel: &Kernel, tx: &Transaction, from: &Ruleset, to: &Ruleset) -> Duration {
     let started = Instant::now();
-    let set = |table: &nftproxy_rules::TableId, name: &str| {
-        [to, from]
-            .into_iter()
-            .find_map(|r| r.table(table).and_then(|t| t.sets.get(name)))
-    };
-    let batch = kernel::batch::encode(tx, netfilter.next_seq(), set).expect("encodable");
-    netfilter
-        .apply(&batch, tx)
+    kernel
+        .apply_batch(tx, &[to, from])
         .expect("the kernel takes the batch");
     started.elapsed()
 }
@@ -373,9 +362,8 @@ fn one_endpoint_change_at_10k_as_a_batch_of_our_own() {
     let (r0, r1) = one_endpoint_added();
     let ns = NetNs::new("khtbatch");
     nft_script(&ns, &diff(&Ruleset::new(), &r0).unwrap().to_string());
-    let mut netfilter = ns
-        .run_inside(kernel::direct::Netfilter::open)
-        .expect("a netfilter socket");
+    let path = helper();
+    let kernel = ns.run_inside(move || Kernel::start(Some(&path)).expect("the helper starts"));
     let (up, down) = (diff(&r0, &r1).unwrap(), diff(&r1, &r0).unwrap());
     // The parts of the change on their own: the elements, and the chain rewrite.
     let (elements, rules): (Vec<_>, Vec<_>) = up.ops.iter().cloned().partition(|op| {
@@ -391,8 +379,8 @@ fn one_endpoint_change_at_10k_as_a_batch_of_our_own() {
     );
     let mut times = Vec::new();
     for _ in 0..15 {
-        times.push(through_batch(&mut netfilter, &up, &r0, &r1));
-        times.push(through_batch(&mut netfilter, &down, &r1, &r0));
+        times.push(through_batch(&kernel, &up, &r0, &r1));
+        times.push(through_batch(&kernel, &down, &r1, &r0));
     }
     times.sort();
     println!(
@@ -405,15 +393,15 @@ fn one_endpoint_change_at_10k_as_a_batch_of_our_own() {
             continue;
         }
         let tx = Transaction { ops };
-        let t = through_batch(&mut netfilter, &tx, &r0, &r1);
+        let t = through_batch(&kernel, &tx, &r0, &r1);
         println!("{label}: {t:?}");
-        through_batch(&mut netfilter, &diff(&r1, &r0).unwrap(), &r1, &r0);
+        through_batch(&kernel, &diff(&r1, &r0).unwrap(), &r1, &r0);
     }
     // Single operations, to tell the kernel's table validation (run at commit when a rule
     // or element can jump) from the rest. The probes go to shard 0, which holds a share of
     // the service chains, as an endpoint change does; the hairpin set is the main table's.
     use nftproxy_rules::{Element, L4Proto, Op, Rule, Stmt, TableId, Value, Verdict};
-    let main = TableId::new(nftproxy_rules::Family::Ip, kernel::TABLE);
+    let main = TableId::new(nftproxy_rules::Family::Ip, nftproxy_compiler::TABLE);
     let table = TableId::new(
         nftproxy_rules::Family::Ip,
         nftproxy_compiler::shard_table(0),
@@ -463,7 +451,7 @@ fn one_endpoint_change_at_10k_as_a_batch_of_our_own() {
     let single = Transaction {
         ops: vec![create_probe],
     };
-    through_batch(&mut netfilter, &single, &r0, &r0);
+    through_batch(&kernel, &single, &r0, &r0);
     let cases: Vec<(&str, Vec<Op>, Vec<Op>)> = vec![
         (
             "plain set element",
@@ -498,8 +486,8 @@ fn one_endpoint_change_at_10k_as_a_batch_of_our_own() {
         let (forth, back) = (Transaction { ops: forth }, Transaction { ops: back });
         let mut times: Vec<Duration> = (0..5)
             .map(|_| {
-                let t = through_batch(&mut netfilter, &forth, &r0, &r0);
-                through_batch(&mut netfilter, &back, &r0, &r0);
+                let t = through_batch(&kernel, &forth, &r0, &r0);
+                through_batch(&kernel, &back, &r0, &r0);
                 t
             })
             .collect();
@@ -512,7 +500,7 @@ fn one_endpoint_change_at_10k_as_a_batch_of_our_own() {
             chain: "probe".into(),
         }],
     };
-    through_batch(&mut netfilter, &drop_probe, &r0, &r0);
+    through_batch(&kernel, &drop_probe, &r0, &r0);
     let listed = Ruleset::from_nft_json(&ns.nft_list_json(), &tables()).unwrap();
     assert!(
         listed == r0,

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use nftproxy_rules::{Op, Transaction};
 
-use super::batch::Batch;
+use nftproxy_rules::Ruleset;
+
+use super::batch::{self, Batch, Unsupported};
 use crate::netlink::{self, NetlinkSocket};
 
 /// Room for the kernel's answers to one batch (errors echo the refused message).
@@ -34,6 +36,17 @@ pub enum DirectError {
     /// The kernel answered neither an error nor the acknowledgement.
     #[error("the kernel did not acknowledge the batch")]
     NoAnswer,
+    /// The encoder does not cover the transaction; nothing was sent.
+    #[error(transparent)]
+    Unsupported(#[from] Unsupported),
+}
+
+impl DirectError {
+    /// Whether the kernel is certainly unchanged and never saw the transaction, so that it
+    /// can go another way (through libnftables).
+    pub fn not_sent(&self) -> bool {
+        matches!(self, DirectError::Io(_) | DirectError::Unsupported(_))
+    }
 }
 
 /// A netlink socket to nf_tables in the network namespace of the thread that opened it.
@@ -54,13 +67,18 @@ impl Netfilter {
         })
     }
 
-    /// The sequence number the next batch starts at.
-    pub fn next_seq(&self) -> u32 {
-        self.next_seq
+    /// Encodes `transaction` (see [`batch::encode`] for `declared`) and sends it.
+    pub fn send(
+        &mut self,
+        transaction: &Transaction,
+        declared: &[&Ruleset],
+    ) -> Result<(), DirectError> {
+        let batch = batch::encode(transaction, self.next_seq, declared)?;
+        self.apply(&batch, transaction)
     }
 
-    /// Sends `batch` (encoded from `transaction` with sequence numbers from
-    /// [`Self::next_seq`]) and reads the kernel's verdict on it.
+    /// Sends `batch` (encoded from `transaction`) and reads the kernel's verdict on it.
+    /// Its sequence numbers are its own; the next batch of [`Self::send`] starts after them.
     pub fn apply(&mut self, batch: &Batch, transaction: &Transaction) -> Result<(), DirectError> {
         self.next_seq = batch.last_seq.wrapping_add(2);
         self.drain_stale()?;

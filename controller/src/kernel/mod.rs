@@ -29,9 +29,6 @@ use serde_json::json;
 use self::helper::{Helper, Replay};
 
 /// The name of nftproxy's main tables (one per family, `ip` and `ip6`).
-#[allow(dead_code)] // the kernel tests name the main table with it
-pub const TABLE: &str = nftproxy_compiler::TABLE;
-
 /// The helper program's file name.
 pub const HELPER: &str = "nftproxy-nft";
 
@@ -99,7 +96,8 @@ pub struct Kernel {
     calls: Option<mpsc::Sender<Call>>,
     thread: Option<JoinHandle<()>>,
     helper: PathBuf,
-    /// Finds which tables exist, in the namespace of the thread that started the kernel.
+    /// Sends partial syncs and finds which tables exist, in the namespace of the thread
+    /// that started the kernel.
     netfilter: Mutex<direct::Netfilter>,
 }
 
@@ -148,6 +146,20 @@ impl Kernel {
     /// A round trip through the helper (restarting it if it died).
     pub fn ping(&self) -> Result<(), KernelError> {
         self.exchange(Request::Ping, Replay::Safe).map(drop)
+    }
+
+    /// Sends `tx` as a netlink batch of nftproxy's own, without libnftables (see `batch`):
+    /// every operation, or (on error) none. `declared` holds the declarations of the sets
+    /// `tx` touches, searched in order.
+    pub fn apply_batch(
+        &self,
+        tx: &Transaction,
+        declared: &[&Ruleset],
+    ) -> Result<(), direct::DirectError> {
+        self.netfilter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .send(tx, declared)
     }
 
     /// Runs `tx` as one nft batch: every operation, or (on error) none.

@@ -13,8 +13,8 @@ mod expr;
 mod nft;
 
 use nftproxy_rules::{
-    ChainType, DataType, Element, Family, Hook, Op, Policy, Rule, Set, SetFlag, TableId,
-    Transaction, Value,
+    DataType, Element, Family, Hook, Op, Policy, Rule, Ruleset, Set, SetFlag, TableId, Transaction,
+    Value,
 };
 
 use self::attrs::Writer;
@@ -50,13 +50,19 @@ pub struct Batch {
 /// (whose length is 16 bits) stays well below 64 KiB.
 const ELEMENTS_NEST_LIMIT: usize = 32 * 1024;
 
-/// Encodes `transaction` with sequence numbers from `first_seq` on. `set` finds the
-/// declaration of a set the transaction adds elements to or deletes elements from.
-pub fn encode<'a>(
+/// Encodes `transaction` with sequence numbers from `first_seq` on. The declarations of the
+/// sets whose elements it touches are looked up in `declared`, in order (the desired
+/// ruleset first, then what the kernel holds, for sets the transaction deletes).
+pub fn encode(
     transaction: &Transaction,
     first_seq: u32,
-    set: impl Fn(&TableId, &str) -> Option<&'a Set>,
+    declared: &[&Ruleset],
 ) -> Result<Batch, Unsupported> {
+    let set = |table: &TableId, name: &str| {
+        declared
+            .iter()
+            .find_map(|r| r.table(table).and_then(|t| t.sets.get(name)))
+    };
     let mut encoder = Encoder {
         w: Writer::new(),
         seq: first_seq,
@@ -170,7 +176,7 @@ impl Encoder {
                         Policy::Drop => NF_DROP,
                     };
                     self.w.u32(NFTA_CHAIN_POLICY, policy as u32);
-                    self.w.str(NFTA_CHAIN_TYPE, chain_type(base.chain_type));
+                    self.w.str(NFTA_CHAIN_TYPE, base.chain_type.keyword());
                 }
                 self.w.end_message(msg);
             }
@@ -230,10 +236,10 @@ impl Encoder {
         if set.comment.is_some() {
             return Err(Unsupported::new("set comments"));
         }
-        let (key_type, key_len) = key_type(&set.key)?;
+        let (key_id, key_len) = key_type(&set.key)?;
         let data = match set.value {
             Some(DataType::Verdict) => Some((NFT_DATA_VERDICT, 0)),
-            Some(other) => Some(key_type_of(other)?),
+            Some(other) => Some(key_type(&[other])?),
             None => None,
         };
         let msg = self.begin(index, NFT_MSG_NEWSET, NLM_F_CREATE, table)?;
@@ -241,7 +247,7 @@ impl Encoder {
         self.w.str(NFTA_SET_NAME, &set.name);
         let map = if data.is_some() { NFT_SET_MAP } else { 0 };
         self.w.u32(NFTA_SET_FLAGS, flags | map);
-        self.w.u32(NFTA_SET_KEY_TYPE, key_type);
+        self.w.u32(NFTA_SET_KEY_TYPE, key_id);
         self.w.u32(NFTA_SET_KEY_LEN, key_len);
         if let Some((data_type, data_len)) = data {
             self.w.u32(NFTA_SET_DATA_TYPE, data_type);
@@ -420,10 +426,6 @@ fn key_type(key: &[DataType]) -> Result<(u32, u32), Unsupported> {
     Ok((id, len))
 }
 
-fn key_type_of(data_type: DataType) -> Result<(u32, u32), Unsupported> {
-    key_type(&[data_type])
-}
-
 fn hook_number(hook: Hook) -> u32 {
     match hook {
         Hook::Prerouting => NF_INET_PRE_ROUTING,
@@ -432,8 +434,4 @@ fn hook_number(hook: Hook) -> u32 {
         Hook::Output => NF_INET_LOCAL_OUT,
         Hook::Postrouting => NF_INET_POST_ROUTING,
     }
-}
-
-fn chain_type(chain_type: ChainType) -> &'static str {
-    chain_type.keyword()
 }
