@@ -404,38 +404,27 @@ fn finish_table(
     template: impl Fn(usize) -> Table,
 ) -> Vec<Table> {
     let mut shards: BTreeMap<usize, Table> = BTreeMap::new();
-    let shard = |shards: &mut BTreeMap<usize, Table>, k: usize| {
-        shards.entry(k).or_insert_with(|| template(k));
-    };
     for chain in part.chains {
         match layout::shard_of(&chain.name) {
-            Some(k) => {
-                shard(&mut shards, k);
-                shards.entry(k).and_modify(|t| t.insert_chain(chain));
-            }
+            Some(k) => shard(&mut shards, &template, k).insert_chain(chain),
             None => table.insert_chain(chain),
         }
     }
     for set in part.sets {
         match layout::shard_of(&set.name) {
-            Some(k) => {
-                shard(&mut shards, k);
-                shards.entry(k).and_modify(|t| t.insert_set(set));
-            }
+            Some(k) => shard(&mut shards, &template, k).insert_set(set),
             None => table.insert_set(set),
         }
     }
     for (k, dispatches) in by_shard(part.service_ips) {
-        shard(&mut shards, k);
-        if let Some(map) = shards.get_mut(&k).and_then(|t| t.sets.get_mut(SERVICE_IPS)) {
+        if let Some(map) = shard(&mut shards, &template, k).sets.get_mut(SERVICE_IPS) {
             fill_map(map, dispatches, vip_key);
         }
     }
     for (k, dispatches) in by_shard(part.service_nodeports) {
-        shard(&mut shards, k);
-        if let Some(map) = shards
-            .get_mut(&k)
-            .and_then(|t| t.sets.get_mut(SERVICE_NODEPORTS))
+        if let Some(map) = shard(&mut shards, &template, k)
+            .sets
+            .get_mut(SERVICE_NODEPORTS)
         {
             fill_map(map, dispatches, node_port_key);
         }
@@ -470,6 +459,15 @@ fn finish_table(
     fill_map(&mut sets.firewall_ips, part.firewall_ips, vip_key);
     sets.insert_into(&mut table);
     std::iter::once(table).chain(shards.into_values()).collect()
+}
+
+/// Shard `k`, made from its template the first time something goes into it.
+fn shard<'a>(
+    shards: &'a mut BTreeMap<usize, Table>,
+    template: &impl Fn(usize) -> Table,
+    k: usize,
+) -> &'a mut Table {
+    shards.entry(k).or_insert_with(|| template(k))
 }
 
 /// `dispatches` settled (the first of equal keys kept) and grouped by the shard of the

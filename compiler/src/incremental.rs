@@ -484,11 +484,8 @@ impl State {
         // Everything out first: a changed Service may take over a key another one held.
         for id in changed {
             if let Some(record) = self.records.remove(id) {
-                self.shared.remove(
-                    &mut self.compiled.ruleset,
-                    &self.globals.skeleton,
-                    &record.fragment,
-                );
+                self.shared
+                    .remove(&mut self.compiled.ruleset, &record.fragment);
                 let Outputs {
                     diagnostics,
                     health_checks,

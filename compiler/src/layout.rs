@@ -171,6 +171,16 @@ pub fn shard_skeleton(family: IpFamily, k: usize, all_local: bool, nodeport_ips:
     table
 }
 
+/// Whether shard table `table` holds nothing but its skeleton: no service port's chain,
+/// affinity set or dispatch element. Such a shard is left out of the ruleset.
+pub fn is_bare_shard(table: &Table) -> bool {
+    let own_names = table.chains.keys().chain(table.sets.keys());
+    let dispatch_empty = [SERVICE_IPS, SERVICE_NODEPORTS]
+        .iter()
+        .all(|map| table.sets.get(*map).is_none_or(|m| m.elements.is_empty()));
+    dispatch_empty && own_names.into_iter().all(|name| shard_of(name).is_none())
+}
+
 /// The priority of the main table's NAT chains: before the shards' ([`SHARD_NAT_PRIORITY`]),
 /// so that the masquerade mark is set before a shard's DNAT ends the NAT lookup.
 pub const MAIN_NAT_PRIORITY: i32 = -101;
@@ -408,6 +418,22 @@ mod shard_tests {
         ] {
             assert_eq!(shard_of(name), None, "{name}");
         }
+    }
+
+    #[test]
+    fn a_shard_is_bare_until_a_port_puts_something_in_it() {
+        let family = IpFamily::V4;
+        let skeleton = shard_skeleton(family, 3, false, &Sets::new(family).nodeport_ips);
+        assert!(is_bare_shard(&skeleton));
+        let mut with_chain = skeleton.clone();
+        with_chain.insert_chain(Chain::regular("service-ABCDEFGH-shop/web/tcp/http"));
+        assert!(!is_bare_shard(&with_chain));
+        let mut with_set = skeleton.clone();
+        with_set.insert_set(Set::set(
+            "affinity-ABCDEFGH-shop/web/tcp/http__198.18.1.10/80",
+            vec![DataType::Ipv4Addr],
+        ));
+        assert!(!is_bare_shard(&with_set));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::emit::{
 use crate::family::IpFamily;
 use crate::layout::{
     CLUSTER_IPS, ENDPOINT_HAIRPIN, FIREWALL_IPS, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES,
-    SERVICE_IPS, SERVICE_NODEPORTS, TABLE, shard_of, shard_of_verdict, shard_table,
+    SERVICE_IPS, SERVICE_NODEPORTS, TABLE, is_bare_shard, shard_of, shard_of_verdict, shard_table,
 };
 
 /// A verdict-map element key, as the Service emitted it, with the shard that holds it
@@ -196,9 +196,9 @@ impl Shared {
         }
     }
 
-    /// Takes what `record` says a Service added out of `ruleset` again; a shard left as
-    /// it is without services (its template in `tables`) is removed.
-    pub fn remove(&mut self, ruleset: &mut Ruleset, tables: &Tables, record: &FragmentRecord) {
+    /// Takes what `record` says a Service added out of `ruleset` again; a shard left with
+    /// nothing but its skeleton is removed.
+    pub fn remove(&mut self, ruleset: &mut Ruleset, record: &FragmentRecord) {
         for (family, part) in IpFamily::ALL.into_iter().zip(&record.parts) {
             let mut touched = BTreeSet::new();
             for chain in &part.chains {
@@ -238,7 +238,7 @@ impl Shared {
             }
             for k in touched {
                 let id = TableId::new(family.table_family(), shard_table(k));
-                if ruleset.tables.get(&id) == Some(&tables.shard_template(family, k)) {
+                if ruleset.tables.get(&id).is_some_and(is_bare_shard) {
                     ruleset.tables.remove(&id);
                 }
             }
