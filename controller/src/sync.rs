@@ -195,7 +195,11 @@ impl<T: Target> Syncer<T> {
             apply_time,
             total_time: started.elapsed(),
         };
-        drop_in_background(Some(transaction));
+        // A full sync's transaction can hold the whole ruleset; a partial one is a few ops,
+        // cheaper to free than a thread is to start.
+        if transaction.len() > LARGE_TRANSACTION {
+            drop_in_background(Some(transaction));
+        }
         Ok(report)
     }
 }
@@ -326,6 +330,9 @@ fn copy_chain(held: &mut Ruleset, desired: &Ruleset, table: &nftproxy_rules::Tab
         }
     }
 }
+
+/// Operations above which a transaction is freed off the sync's path.
+const LARGE_TRANSACTION: usize = 10_000;
 
 /// Frees `value` on a short-lived thread, off the sync's path (freeing a 10k-service
 /// ruleset takes tens of milliseconds). When no thread can be started, the closure and so
