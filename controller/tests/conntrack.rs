@@ -18,7 +18,7 @@ use std::process::Command;
 
 use common::netns::{NetNs, kernel_tests_enabled};
 use conntrack::netlink::{Conntrack, IPPROTO_UDP};
-use nftproxy_compiler::UdpPort;
+use conntrack::sample_ports::{dns, dns6, sa};
 
 fn enabled(test: &str) -> bool {
     if !kernel_tests_enabled(test) {
@@ -34,10 +34,6 @@ fn enabled(test: &str) -> bool {
         eprintln!("skipping {test}: `conntrack` is not installed");
     }
     found
-}
-
-fn sa(s: &str) -> SocketAddr {
-    s.parse().unwrap()
 }
 
 /// One entry as a line: `proto client -> destination <- reply source`.
@@ -106,28 +102,6 @@ fn listing(ns: &NetNs) -> BTreeSet<String> {
         }
     }
     out
-}
-
-/// `ns/dns` on 198.19.0.10:53 with NodePort 30053.
-fn dns(endpoints: &[&str]) -> UdpPort {
-    UdpPort {
-        service: "ns/dns".into(),
-        port_name: "dns".into(),
-        cluster_ip: sa("198.19.0.10:53"),
-        external: vec![sa("192.0.2.1:53")],
-        node_port: Some(30053),
-        endpoints: endpoints.iter().map(|e| sa(e)).collect(),
-    }
-}
-
-/// The IPv6 half of `ns/dns`.
-fn dns6(endpoints: &[&str]) -> UdpPort {
-    UdpPort {
-        cluster_ip: sa("[2001:db8::10]:53"),
-        external: Vec::new(),
-        node_port: None,
-        ..dns(endpoints)
-    }
 }
 
 #[test]

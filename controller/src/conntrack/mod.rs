@@ -214,4 +214,6 @@ pub fn clean(filters: &[ConntrackFilter]) -> Result<Cleaned, NetlinkError> {
 }
 
 #[cfg(test)]
+pub mod sample_ports;
+#[cfg(test)]
 mod tests;
