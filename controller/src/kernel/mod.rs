@@ -195,9 +195,9 @@ impl Kernel {
         Ok(names
             .into_iter()
             .filter_map(|(family, name)| {
-                let family = match u32::from(family) {
-                    2 => Family::Ip,
-                    10 => Family::Ip6,
+                let family = match i32::from(family) {
+                    libc::NFPROTO_IPV4 => Family::Ip,
+                    libc::NFPROTO_IPV6 => Family::Ip6,
                     _ => return None,
                 };
                 nftproxy_compiler::is_table_name(&name).then(|| TableId::new(family, name))
