@@ -13,6 +13,8 @@ use nftproxy_rules::{Op, Transaction};
 
 use nftproxy_rules::Ruleset;
 
+use super::batch::attrs::Writer;
+use super::batch::nft::{NFT_MSG_GETTABLE, NFT_MSG_NEWTABLE, NFTA_TABLE_NAME, nftables_message};
 use super::batch::{self, Batch, Unsupported};
 use crate::netlink::{self, NetlinkSocket};
 
@@ -173,11 +175,8 @@ fn describe(op: &Op) -> String {
     }
 }
 
-/// `NFT_MSG_GETTABLE` and `NFT_MSG_NEWTABLE` (the dump's answers) under nf_tables.
-const GET_TABLES: u16 = (10 << 8) | 1;
-const NEW_TABLE: u16 = 10 << 8;
-/// `NFTA_TABLE_NAME`.
-const TABLE_NAME: u16 = 1;
+/// The dump's answers are `NFT_MSG_NEWTABLE` messages.
+const NEW_TABLE: u16 = nftables_message(NFT_MSG_NEWTABLE);
 
 impl Netfilter {
     /// Every table in this namespace as (nfproto family number, name): one netlink dump,
@@ -187,14 +186,13 @@ impl Netfilter {
         self.drain_stale()?;
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
-        let mut request = Vec::with_capacity(20);
-        request.extend_from_slice(&20u32.to_ne_bytes());
-        request.extend_from_slice(&GET_TABLES.to_ne_bytes());
-        request.extend_from_slice(&(netlink::NLM_F_REQUEST | netlink::NLM_F_DUMP).to_ne_bytes());
-        request.extend_from_slice(&seq.to_ne_bytes());
-        request.extend_from_slice(&0u32.to_ne_bytes());
-        request.extend_from_slice(&[0, 0, 0, 0]); // nfgenmsg: every family, version 0
-        self.socket.send(&request)?;
+        let mut request = Writer::new();
+        let kind = nftables_message(NFT_MSG_GETTABLE);
+        let flags = netlink::NLM_F_REQUEST | netlink::NLM_F_DUMP;
+        // Family 0 (`NFPROTO_UNSPEC`): the tables of every family.
+        let open = request.begin_message(kind, flags, seq, 0, 0);
+        request.end_message(open);
+        self.socket.send(&request.into_bytes())?;
         let mut tables = Vec::new();
         loop {
             let datagram = self.socket.receive(0)?;
@@ -209,7 +207,7 @@ impl Netfilter {
                     }
                     NEW_TABLE if payload.len() >= 4 => {
                         let name = netlink::attrs(&payload[4..])
-                            .find(|(kind, _)| *kind == TABLE_NAME)
+                            .find(|(kind, _)| *kind == NFTA_TABLE_NAME)
                             .map(|(_, value)| {
                                 let value = value.split(|b| *b == 0).next().unwrap_or_default();
                                 String::from_utf8_lossy(value).into_owned()

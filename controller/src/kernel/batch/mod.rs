@@ -8,9 +8,9 @@
 //! goes through libnftables instead. `tests/kernel_batch.rs` checks every construct against
 //! the kernel: what nft lists after a batch equals the model.
 
-mod attrs;
+pub(in crate::kernel) mod attrs;
 mod expr;
-mod nft;
+pub(in crate::kernel) mod nft;
 
 use nftproxy_rules::{
     DataType, Element, Family, Hook, Op, Policy, Rule, Ruleset, Set, SetFlag, TableId, Transaction,
@@ -19,8 +19,6 @@ use nftproxy_rules::{
 
 use self::attrs::Writer;
 use self::nft::*;
-
-pub use self::nft::NFNL_SUBSYS_NFTABLES;
 
 /// What the encoder cannot express; the transaction then goes through libnftables.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -130,7 +128,7 @@ impl Encoder {
         let family = family_number(table.family)?;
         let seq = self.next_seq();
         self.messages.push((seq, index));
-        let kind = (NFNL_SUBSYS_NFTABLES << 8) | msg;
+        let kind = nftables_message(msg);
         let open = self
             .w
             .begin_message(kind, NLM_F_REQUEST | flags, seq, family, 0);
