@@ -259,7 +259,9 @@ fn converge<T: Target>(
 /// Brings `held` (what the kernel held before `transaction`) to what it holds after it,
 /// `desired`, by copying from `desired` only what the transaction touched: the cost is the
 /// transaction's, not the ruleset's. Right for any `transaction` that `diff(held, desired)`
-/// returned, since everything else is equal already.
+/// returned, since everything else is equal already. (`rules::apply_op` would also do, but
+/// it re-checks references and loops over the whole table per op, as the kernel would;
+/// here the kernel has just accepted the transaction.)
 pub fn follow(held: &mut Ruleset, transaction: &Transaction, desired: &Ruleset) {
     for op in &transaction.ops {
         match op {
