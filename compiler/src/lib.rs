@@ -21,6 +21,7 @@ pub mod snapshot;
 mod affinity;
 mod cidrs;
 mod conflict;
+mod describe;
 mod emit;
 mod endpoints;
 mod external;
@@ -47,6 +48,9 @@ mod tests;
 mod udp;
 
 pub use config::{CompileConfig, DetectLocal};
+pub use describe::{
+    Description, FamilyDescription, NoLocalEndpoints, PortDescription, ServiceDescription, describe,
+};
 pub use diagnostic::{Diagnostic, ObjectRef, Severity};
 pub use health_check::HealthCheck;
 pub use incremental::IncrementalCompiler;

@@ -43,7 +43,7 @@ pub struct Context {
 }
 
 impl Context {
-    fn this_node(&self) -> ThisNode<'_> {
+    pub fn this_node(&self) -> ThisNode<'_> {
         ThisNode {
             name: &self.hostname,
             zone: self.zone.as_deref(),
@@ -215,7 +215,7 @@ pub fn service(
 
 /// A warning per `loadBalancerSourceRanges` entry that was normalised or ignored, and per
 /// session affinity setting that was replaced.
-fn service_warnings(service: &ServiceDef, diagnostics: &mut Vec<Diagnostic>) {
+pub fn service_warnings(service: &ServiceDef, diagnostics: &mut Vec<Diagnostic>) {
     let id = &service.id;
     let notes = service.external.source_ranges.notes.iter().cloned();
     let notes = notes.chain(service.affinity.notes.iter().cloned());

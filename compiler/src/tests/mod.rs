@@ -2,6 +2,7 @@
 
 mod affinity;
 mod conflicts;
+mod describe;
 mod external;
 mod health_checks;
 mod ruleset;
