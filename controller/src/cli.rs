@@ -107,6 +107,16 @@ pub struct RunArgs {
     /// (always through the helper). Full syncs always use libnftables.
     #[arg(long, value_enum, value_name = "ROUTE", default_value = "netlink")]
     pub partial_apply: PartialApply,
+
+    /// Where `/healthz`, `/livez` and `/readyz` are served (IP:PORT; port 0 disables).
+    /// Overrides the configuration's `healthzBindAddress` (default 0.0.0.0:10256).
+    #[arg(long, value_name = "IP:PORT")]
+    pub healthz_bind_address: Option<String>,
+
+    /// Where `/metrics` and `/debug/...` are served (IP:PORT; port 0 disables).
+    /// Overrides the configuration's `metricsBindAddress` (default 127.0.0.1:10249).
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_bind_address: Option<String>,
 }
 
 /// The `--partial-apply` choices.

@@ -3,17 +3,22 @@
 //! Exit status: 0 ok, 1 diagnostics with `--strict`, 2 unusable input or bad flags.
 
 mod addresses;
+mod change_log;
 mod cli;
+mod collectors;
 mod compile_cmd;
 mod conntrack;
+mod http;
 mod inputs;
 mod kernel;
 mod logging;
 mod manifest_source;
+mod metrics;
 mod netlink;
 mod run_cmd;
 mod settings;
 mod sources;
+mod status;
 mod sync;
 mod sync_loop;
 

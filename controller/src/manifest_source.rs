@@ -14,6 +14,9 @@ use std::time::{Duration, SystemTime};
 
 use nftproxy_compiler::ClusterSnapshot;
 
+use kube::Resource;
+
+use crate::change_log::ChangeLog;
 use crate::inputs::{self, Source as InputSource};
 use crate::sync_loop::{Changes, Source};
 
@@ -25,6 +28,7 @@ type Stamp = (PathBuf, u64, Option<SystemTime>);
 pub struct ManifestSource {
     dir: PathBuf,
     state: Mutex<State>,
+    log: Arc<ChangeLog>,
 }
 
 #[derive(Debug, Default)]
@@ -39,6 +43,7 @@ impl ManifestSource {
         ManifestSource {
             dir: dir.into(),
             state: Mutex::new(State::default()),
+            log: Arc::default(),
         }
     }
 
@@ -65,6 +70,7 @@ impl ManifestSource {
                 for warning in &loaded.warnings {
                     tracing::warn!("{warning}");
                 }
+                count_changes(&self.log, state.snapshot.as_ref(), &loaded.snapshot);
                 state.snapshot = Some(loaded.snapshot);
                 state.stamps = Some(stamps);
                 true
@@ -100,6 +106,43 @@ impl Source for ManifestSource {
     fn snapshot(&self) -> Option<ClusterSnapshot> {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.snapshot.clone()
+    }
+
+    fn change_log(&self) -> Option<Arc<ChangeLog>> {
+        Some(Arc::clone(&self.log))
+    }
+}
+
+/// Counts the Services and EndpointSlices that differ between `old` and `new` (added,
+/// changed or removed), as watch events would have.
+fn count_changes(log: &ChangeLog, old: Option<&ClusterSnapshot>, new: &ClusterSnapshot) {
+    fn keyed<T: Resource>(objects: &[Arc<T>]) -> BTreeMap<(String, String), &T> {
+        let key = |o: &T| {
+            (
+                o.meta().namespace.clone().unwrap_or_default(),
+                o.meta().name.clone().unwrap_or_default(),
+            )
+        };
+        objects.iter().map(|o| (key(o), o.as_ref())).collect()
+    }
+    fn differing<'a, T: PartialEq>(
+        old: &BTreeMap<(String, String), &'a T>,
+        new: &BTreeMap<(String, String), &'a T>,
+    ) -> Vec<(Option<&'a T>, Option<&'a T>)> {
+        let removed = old.iter().filter(|(k, _)| !new.contains_key(*k));
+        let removed = removed.map(|(_, o)| (Some(*o), None));
+        let changed = new.iter().filter(|(k, n)| old.get(*k) != Some(*n));
+        changed
+            .map(|(k, n)| (old.get(k).copied(), Some(*n)))
+            .chain(removed)
+            .collect()
+    }
+    let empty = ClusterSnapshot::default();
+    let old = old.unwrap_or(&empty);
+    let services = differing(&keyed(&old.services), &keyed(&new.services));
+    services.iter().for_each(|_| log.service_changed());
+    for (_, slice) in differing(&keyed(&old.endpoint_slices), &keyed(&new.endpoint_slices)) {
+        log.endpoints_changed(slice.and_then(|s| s.metadata.annotations.as_ref()));
     }
 }
 

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use nftproxy_compiler::{ClusterSnapshot, CompileConfig, UdpPort};
@@ -19,14 +19,20 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::addresses::AddressWatcher;
+use crate::change_log::ChangeLog;
 use crate::cli::PartialApply;
 use crate::cli::{CleanupArgs, RunArgs};
+use crate::collectors;
 use crate::conntrack;
+use crate::http::{self, HealthCheckServers};
 use crate::kernel::{Kernel, KernelError};
 use crate::manifest_source::ManifestSource;
+use crate::metrics::{Metrics, RulesetSize};
+use crate::settings;
 use crate::settings::Settings;
 use crate::sources::{ClusterSources, SourcesConfig};
-use crate::sync::{Route, Syncer, Target};
+use crate::status::{LastSync, Status};
+use crate::sync::{Route, SyncReport, Syncer, Target};
 use crate::sync_loop::{self, Changes, Outcome, Source, Timing};
 
 /// How often a manifest directory is checked for changes.
@@ -87,11 +93,23 @@ impl Target for KernelTarget {
 /// Runs `run`. Returns when stopped by a signal.
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(args.node.config.as_deref(), args.node.hostname.as_deref())?;
+    let kube_proxy = &settings.kube_proxy;
     let config = settings.compile;
-    let timing = Timing::new(
-        settings.kube_proxy.min_sync_period(),
-        settings.kube_proxy.sync_period(),
-    );
+    let timing = Timing::new(kube_proxy.min_sync_period(), kube_proxy.sync_period());
+    let healthz_addr = settings::bind_address(
+        "healthzBindAddress",
+        args.healthz_bind_address
+            .as_deref()
+            .unwrap_or(&kube_proxy.healthz_bind_address),
+        settings::DEFAULT_HEALTHZ_BIND_ADDRESS,
+    )?;
+    let metrics_addr = settings::bind_address(
+        "metricsBindAddress",
+        args.metrics_bind_address
+            .as_deref()
+            .unwrap_or(&kube_proxy.metrics_bind_address),
+        settings::DEFAULT_METRICS_BIND_ADDRESS,
+    )?;
     let kernel = Kernel::start(args.nft_helper.as_deref())?;
     tracing::info!(
         helper = %kernel.helper_path().display(),
@@ -107,6 +125,17 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         sync_period = ?timing.sync_period,
         "starting"
     );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("async")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    // kube-proxy's health timeout: twice the sync period.
+    let status = Arc::new(Status::new(
+        timing.sync_period.saturating_mul(2),
+        Arc::clone(&changes),
+    ));
     let local = watch_local_addresses(&config, &changes)?;
     let node_ips = |cluster| NodeIps {
         cluster,
@@ -118,34 +147,68 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         batches: args.partial_apply == PartialApply::Netlink,
     };
     let mut syncer = Syncer::new(target, config);
-    if let Some(dir) = &args.manifests {
+    let hostname = syncer_hostname(&syncer);
+    let source: Box<dyn Source> = if let Some(dir) = &args.manifests {
         let source = Arc::new(ManifestSource::new(dir));
         source.refresh();
         Arc::clone(&source)
             .watch(Arc::clone(&changes), MANIFEST_POLL)
             .context("cannot start the manifest watcher")?;
         tracing::info!(manifests = %dir.display(), "reading the cluster from manifests");
-        run_loop(&mut syncer, &node_ips(&*source), &changes, timing);
+        Box::new(SharedSource(source))
     } else {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("watch")
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?;
         let client = runtime.block_on(kube_client(args.kubeconfig.as_deref()))?;
-        let node = syncer_hostname(&syncer);
         let source = runtime.block_on(async {
-            let sources = ClusterSources::start(client, SourcesConfig::new(node));
+            let sources = ClusterSources::start(client, SourcesConfig::new(hostname.clone()));
             forward_changes(sources.changes(), Arc::clone(&changes));
             ApiSource(sources)
         });
         tracing::info!("watching the API server");
-        run_loop(&mut syncer, &node_ips(&source), &changes, timing);
-        runtime.shutdown_timeout(Duration::from_secs(1));
+        Box::new(source)
+    };
+    let mut metrics = Metrics::new();
+    if let Some(log) = source.change_log() {
+        metrics.register_collector(Box::new(collectors::Changes(log)));
     }
+    metrics.register_collector(Box::new(collectors::NoLocal::new(Arc::clone(&status))));
+    metrics.register_collector(Box::new(collectors::LastQueued(Arc::clone(&changes))));
+    let state = http::State {
+        status: Arc::clone(&status),
+        metrics: Arc::new(metrics),
+    };
+    let _health_server = http::start_health(runtime.handle(), healthz_addr, state.clone())?;
+    let _metrics_server = http::start_metrics(runtime.handle(), metrics_addr, state.clone())?;
+    let mut reporter = Reporter {
+        hostname,
+        health_checks: HealthCheckServers::new(runtime.handle().clone(), Arc::clone(&status)),
+        state,
+        reported: BTreeSet::new(),
+        udp_ports: None,
+    };
+    run_loop(
+        &mut syncer,
+        &node_ips(&*source),
+        &changes,
+        timing,
+        &mut reporter,
+    );
+    drop(source);
+    runtime.shutdown_timeout(Duration::from_secs(1));
     tracing::info!("stopped; nftproxy's rules stay in place for the next instance");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A manifest directory shared with its watcher thread.
+struct SharedSource(Arc<ManifestSource>);
+
+impl Source for SharedSource {
+    fn snapshot(&self) -> Option<ClusterSnapshot> {
+        self.0.snapshot()
+    }
+
+    fn change_log(&self) -> Option<Arc<ChangeLog>> {
+        self.0.change_log()
+    }
 }
 
 /// Starts watching the host's addresses when `nodePortAddresses` lists CIDRs: kube-proxy
@@ -178,6 +241,10 @@ impl Source for NodeIps<'_> {
         self.cluster.snapshot()
     }
 
+    fn change_log(&self) -> Option<Arc<ChangeLog>> {
+        self.cluster.change_log()
+    }
+
     fn configure(&self, config: &mut CompileConfig) {
         let mut ips = self.node_ips.clone();
         ips.extend(
@@ -195,6 +262,10 @@ struct ApiSource(ClusterSources);
 impl Source for ApiSource {
     fn snapshot(&self) -> Option<ClusterSnapshot> {
         self.0.synced().then(|| self.0.snapshot())
+    }
+
+    fn change_log(&self) -> Option<Arc<ChangeLog>> {
+        Some(self.0.change_log())
     }
 }
 
@@ -232,50 +303,70 @@ async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> 
     kube::Client::try_from(config).context("cannot build the Kubernetes client")
 }
 
-/// The loop, logging every sync and each new diagnostic once, and deleting the UDP
-/// conntrack entries each successful sync made stale.
-fn run_loop(
-    syncer: &mut Syncer<KernelTarget>,
-    source: &dyn Source,
-    changes: &Changes,
-    timing: Timing,
-) {
-    let mut reported = BTreeSet::new();
-    // The UDP ports of the last successful sync; none before the first one.
-    let mut udp_ports: Option<Vec<UdpPort>> = None;
-    sync_loop::run(syncer, source, changes, timing, |syncer, outcome| {
-        match outcome {
-            Outcome::Synced(report) => {
-                let ms = |d: Duration| d.as_secs_f64() * 1e3;
-                tracing::info!(
-                    kind = report.kind.as_str(),
-                    operations = report.operations,
-                    commands = report.commands,
-                    replaced = report.replaced,
-                    via = report.route.map_or("-", |r| r.as_str()),
-                    snapshot_ms = ms(report.snapshot_time),
-                    compile_ms = ms(report.compile_time),
-                    apply_ms = ms(report.apply_time),
-                    total_ms = ms(report.total_time),
-                    "synced"
-                );
-                if let Some(compiled) = syncer.last_compiled() {
-                    clean_conntrack(udp_ports.as_deref(), &compiled.udp_ports);
-                    udp_ports = Some(compiled.udp_ports.clone());
-                }
-            }
-            Outcome::Failed {
-                error,
-                failures,
-                retry_in,
-            } => {
-                tracing::error!(
-                    failures,
-                    ?retry_in,
-                    "sync failed: {error}; the next sync is full"
-                );
-            }
+/// What the loop reports to after each sync: logs, metrics, the HTTP status, the
+/// health-check node ports and stale conntrack entries.
+struct Reporter {
+    hostname: String,
+    state: http::State,
+    health_checks: HealthCheckServers,
+    /// Diagnostics already logged.
+    reported: BTreeSet<String>,
+    /// The UDP ports of the last successful sync; none before the first one.
+    udp_ports: Option<Vec<UdpPort>>,
+}
+
+impl Reporter {
+    fn synced(
+        &mut self,
+        syncer: &Syncer<KernelTarget>,
+        source: &dyn Source,
+        report: &SyncReport,
+        snapshot: &ClusterSnapshot,
+        started: Instant,
+    ) {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        tracing::info!(
+            kind = report.kind.as_str(),
+            operations = report.operations,
+            commands = report.commands,
+            replaced = report.replaced,
+            via = report.route.map_or("-", |r| r.as_str()),
+            snapshot_ms = ms(report.snapshot_time),
+            compile_ms = ms(report.compile_time),
+            apply_ms = ms(report.apply_time),
+            total_ms = ms(report.total_time),
+            "synced"
+        );
+        let finished = SystemTime::now();
+        let metrics = &self.state.metrics;
+        if let Some(log) = source.change_log() {
+            metrics.programmed(&log.take_triggers(started), finished);
         }
+        let node = snapshot
+            .nodes
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(self.hostname.as_str()));
+        self.state.status.node_changed(node.map(AsRef::as_ref));
+        self.state.status.synced(LastSync {
+            snapshot: snapshot.clone(),
+            config: syncer.config().clone(),
+            transaction: Arc::clone(&report.transaction),
+            kind: report.kind.as_str(),
+            at: finished,
+        });
+        let Some(compiled) = syncer.last_compiled() else {
+            return;
+        };
+        metrics.synced(report, RulesetSize::of(&compiled.ruleset), finished);
+        self.health_checks.update(&compiled.health_checks);
+        if let Some(cleaned) = clean_conntrack(self.udp_ports.as_deref(), &compiled.udp_ports) {
+            metrics.conntrack_cleaned(cleaned.duration, cleaned.deleted as u64);
+        }
+        self.udp_ports = Some(compiled.udp_ports.clone());
+    }
+
+    /// Logs each diagnostic of the last compile once, when it first appears.
+    fn log_new_diagnostics(&mut self, syncer: &Syncer<KernelTarget>) {
         let Some(compiled) = syncer.last_compiled() else {
             return;
         };
@@ -284,33 +375,75 @@ fn run_loop(
             .iter()
             .map(ToString::to_string)
             .collect();
-        for line in current.difference(&reported) {
+        for line in current.difference(&self.reported) {
             tracing::warn!("{line}");
         }
-        reported = current;
+        self.reported = current;
+    }
+}
+
+/// The loop, reporting every sync attempt to `reporter`.
+fn run_loop(
+    syncer: &mut Syncer<KernelTarget>,
+    source: &dyn Source,
+    changes: &Changes,
+    timing: Timing,
+    reporter: &mut Reporter,
+) {
+    sync_loop::run(syncer, source, changes, timing, |syncer, outcome| {
+        match outcome {
+            Outcome::Synced {
+                report,
+                snapshot,
+                started,
+            } => reporter.synced(syncer, source, report, snapshot, started),
+            Outcome::Failed {
+                error,
+                failures,
+                retry_in,
+            } => {
+                reporter.state.metrics.sync_failed();
+                tracing::error!(
+                    failures,
+                    ?retry_in,
+                    "sync failed: {error}; the next sync is full"
+                );
+            }
+        }
+        reporter.log_new_diagnostics(syncer);
     });
 }
 
 /// Deletes the UDP conntrack entries that going from `previous` to `current` made stale
 /// (with no previous sync: every entry that leads nowhere `current` sends to). Never fails
-/// the sync: a failure is a warning, and the entries time out on their own.
-fn clean_conntrack(previous: Option<&[UdpPort]>, current: &[UdpPort]) {
+/// the sync: a failure is a warning, and the entries time out on their own. Returns what
+/// a cleanup that ran did.
+fn clean_conntrack(
+    previous: Option<&[UdpPort]>,
+    current: &[UdpPort],
+) -> Option<conntrack::Cleaned> {
     let filters = match previous {
         Some(previous) => conntrack::stale(previous, current),
         None => conntrack::unserved(current),
     };
     if filters.is_empty() {
-        return;
+        return None;
     }
     match conntrack::clean(&filters) {
-        Ok(cleaned) => tracing::info!(
-            deleted = cleaned.deleted,
-            listed = cleaned.listed,
-            filters = filters.len(),
-            duration_ms = cleaned.duration.as_secs_f64() * 1e3,
-            "stale UDP conntrack entries deleted"
-        ),
-        Err(err) => tracing::warn!("stale UDP conntrack cleanup failed: {err}"),
+        Ok(cleaned) => {
+            tracing::info!(
+                deleted = cleaned.deleted,
+                listed = cleaned.listed,
+                filters = filters.len(),
+                duration_ms = cleaned.duration.as_secs_f64() * 1e3,
+                "stale UDP conntrack entries deleted"
+            );
+            Some(cleaned)
+        }
+        Err(err) => {
+            tracing::warn!("stale UDP conntrack cleanup failed: {err}");
+            None
+        }
     }
 }
 

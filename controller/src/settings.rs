@@ -55,3 +55,59 @@ fn machine_hostname() -> std::io::Result<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
 }
+
+/// kube-proxy's default `healthzBindAddress`.
+pub const DEFAULT_HEALTHZ_BIND_ADDRESS: &str = "0.0.0.0:10256";
+/// kube-proxy's default `metricsBindAddress`.
+pub const DEFAULT_METRICS_BIND_ADDRESS: &str = "127.0.0.1:10249";
+
+/// A server address as kube-proxy takes it: `IP:PORT`, or a bare IP with `default`'s port;
+/// empty means `default`. Port 0 disables the server (`None`).
+pub fn bind_address(
+    field: &str,
+    value: &str,
+    default: &str,
+) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    use std::net::{IpAddr, SocketAddr};
+    let text = if value.trim().is_empty() {
+        default
+    } else {
+        value.trim()
+    };
+    let default_port = default
+        .parse::<SocketAddr>()
+        .map(|a| a.port())
+        .unwrap_or_default();
+    let addr = match text.parse::<SocketAddr>() {
+        Ok(addr) => addr,
+        Err(_) => match text.parse::<IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, default_port),
+            Err(_) => anyhow::bail!("{field}: {text:?} is not IP:PORT"),
+        },
+    };
+    Ok((addr.port() != 0).then_some(addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_addresses_default_take_bare_ips_and_port_zero_disables() {
+        let default = DEFAULT_HEALTHZ_BIND_ADDRESS;
+        let parse =
+            |v| bind_address("healthzBindAddress", v, default).map(|a| a.map(|a| a.to_string()));
+        assert_eq!(parse("").unwrap().as_deref(), Some("0.0.0.0:10256"));
+        assert_eq!(
+            parse("127.0.0.1:9000").unwrap().as_deref(),
+            Some("127.0.0.1:9000")
+        );
+        assert_eq!(parse("::1").unwrap().as_deref(), Some("[::1]:10256"));
+        assert_eq!(parse("0.0.0.0:0").unwrap(), None);
+        let err = parse("localhost:80").unwrap_err().to_string();
+        assert!(
+            err.contains("healthzBindAddress") && err.contains("localhost:80"),
+            "{err}"
+        );
+    }
+}

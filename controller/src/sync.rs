@@ -9,6 +9,7 @@
 //! (one netlink batch is all or nothing); the syncer then forgets its memory so the next
 //! sync is full.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nftproxy_compiler::{ClusterSnapshot, CompileConfig, Compiled, IncrementalCompiler};
@@ -92,6 +93,9 @@ pub struct SyncReport {
     pub compile_time: Duration,
     pub apply_time: Duration,
     pub total_time: Duration,
+    /// What was applied (empty when nothing changed), for `/debug/transaction`. Whoever
+    /// keeps it should free a large one off the sync's path.
+    pub transaction: Arc<Transaction>,
 }
 
 /// Why a sync failed. After any of these the next sync is full.
@@ -194,12 +198,8 @@ impl<T: Target> Syncer<T> {
             compile_time,
             apply_time,
             total_time: started.elapsed(),
+            transaction: Arc::new(transaction),
         };
-        // A full sync's transaction can hold the whole ruleset; a partial one is a few ops,
-        // cheaper to free than a thread is to start.
-        if transaction.len() > LARGE_TRANSACTION {
-            drop_in_background(Some(transaction));
-        }
         Ok(report)
     }
 }
@@ -333,13 +333,13 @@ fn copy_chain(held: &mut Ruleset, desired: &Ruleset, table: &nftproxy_rules::Tab
     }
 }
 
-/// Operations above which a transaction is freed off the sync's path.
-const LARGE_TRANSACTION: usize = 10_000;
+/// Commands above which a transaction is freed off the sync's path.
+pub const LARGE_TRANSACTION: usize = 10_000;
 
 /// Frees `value` on a short-lived thread, off the sync's path (freeing a 10k-service
 /// ruleset takes tens of milliseconds). When no thread can be started, the closure and so
 /// the value are freed right here.
-fn drop_in_background<V: Send + 'static>(value: Option<V>) {
+pub fn drop_in_background<V: Send + 'static>(value: Option<V>) {
     if let Some(value) = value {
         let _ = std::thread::Builder::new()
             .name("free".into())

@@ -6,24 +6,45 @@
 //! for an exponential backoff. Nothing is applied until the source has synced once. The loop
 //! runs on its own thread, so compiling and applying never block the watchers that feed it.
 
-use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use nftproxy_compiler::{ClusterSnapshot, CompileConfig};
 
+use crate::change_log::ChangeLog;
 use crate::sync::{SyncError, SyncReport, Syncer, Target};
 
-/// A generation counter that sources bump on every change, and the loop's stop switch.
-#[derive(Debug, Default)]
+/// A generation counter that sources bump on every change, the loop's stop switch, and
+/// since when a change has waited to be programmed (for health).
+#[derive(Debug)]
 pub struct Changes {
     state: Mutex<ChangeState>,
     wake: Condvar,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct ChangeState {
     generation: u64,
     stopped: bool,
+    /// Since when the oldest change not yet programmed has waited (start-up counts as
+    /// one: nothing is programmed yet); `None` when nothing waits.
+    pending_since: Option<Instant>,
+    /// When the last change arrived.
+    last_queued: Option<SystemTime>,
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes {
+            state: Mutex::new(ChangeState {
+                generation: 0,
+                stopped: false,
+                pending_since: Some(Instant::now()),
+                last_queued: None,
+            }),
+            wake: Condvar::new(),
+        }
+    }
 }
 
 impl Changes {
@@ -33,7 +54,34 @@ impl Changes {
 
     /// Records a change and wakes the loop.
     pub fn bump(&self) {
-        self.update(|s| s.generation += 1);
+        self.update(|s| {
+            s.generation += 1;
+            s.pending_since.get_or_insert_with(Instant::now);
+            s.last_queued = Some(SystemTime::now());
+        });
+    }
+
+    /// Since when a change has waited to be programmed, if one waits.
+    pub fn pending_since(&self) -> Option<Instant> {
+        self.now().pending_since
+    }
+
+    /// When the last change arrived.
+    pub fn last_queued(&self) -> Option<SystemTime> {
+        self.now().last_queued
+    }
+
+    /// A sync of `generation` that started at `started` succeeded: what arrived since
+    /// still waits, counted from the sync's start.
+    fn programmed(&self, generation: u64, started: Instant) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.pending_since = (state.generation != generation).then_some(started);
+    }
+
+    /// A sync that started at `started` failed: the kernel is not what the cluster asks.
+    fn failed(&self, started: Instant) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.pending_since.get_or_insert(started);
     }
 
     /// Asks the loop to return (after the sync in progress, if any).
@@ -75,6 +123,11 @@ pub trait Source {
     /// Brings the parts of the compile configuration that the source follows (the node's
     /// local addresses) up to date; called right before each sync. Nothing by default.
     fn configure(&self, _config: &mut CompileConfig) {}
+
+    /// The source's count of Service and endpoint changes, if it keeps one.
+    fn change_log(&self) -> Option<Arc<ChangeLog>> {
+        None
+    }
 }
 
 /// The loop's periods.
@@ -112,7 +165,13 @@ impl Timing {
 /// What the loop tells its observer after each sync attempt.
 #[derive(Debug)]
 pub enum Outcome<'a, E: std::error::Error + 'static> {
-    Synced(&'a SyncReport),
+    Synced {
+        report: &'a SyncReport,
+        /// The cluster the sync programmed.
+        snapshot: &'a ClusterSnapshot,
+        /// When the sync started (its snapshot was taken right after).
+        started: Instant,
+    },
     Failed {
         error: &'a SyncError<E>,
         /// Consecutive failures so far, this one included.
@@ -148,6 +207,8 @@ pub fn run<T: Target, S: Source + ?Sized>(
         let full_due = now >= next_full;
         if (dirty || full_due || retry_due) && now >= allowed {
             let snapshot_started = Instant::now();
+            let change_log = source.change_log();
+            let counts = change_log.as_ref().map(|log| log.counts());
             let Some(snapshot) = source.snapshot() else {
                 // Not synced yet: wait for the source to report a change.
                 changes.wait(state.generation, now + timing.sync_period);
@@ -170,9 +231,19 @@ pub fn run<T: Target, S: Source + ?Sized>(
                     if report.kind == crate::sync::SyncKind::Full {
                         next_full = now + timing.sync_period;
                     }
-                    observe(syncer, Outcome::Synced(&report));
+                    changes.programmed(state.generation, now);
+                    if let (Some(log), Some(counts)) = (&change_log, counts) {
+                        log.programmed(counts);
+                    }
+                    let outcome = Outcome::Synced {
+                        report: &report,
+                        snapshot: &snapshot,
+                        started: now,
+                    };
+                    observe(syncer, outcome);
                 }
                 Err(error) => {
+                    changes.failed(now);
                     failures += 1;
                     let retry_in = timing.backoff(failures);
                     retry_at = Some(now + retry_in);
@@ -198,8 +269,6 @@ pub fn run<T: Target, S: Source + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use nftproxy_rules::{ApplyError, Ruleset, Transaction};
 
     use super::*;
@@ -289,7 +358,9 @@ mod tests {
                 timing,
                 |_, outcome| {
                     let attempt = match outcome {
-                        Outcome::Synced(r) => (true, r.kind == crate::sync::SyncKind::Full),
+                        Outcome::Synced { report, .. } => {
+                            (true, report.kind == crate::sync::SyncKind::Full)
+                        }
                         Outcome::Failed { .. } => (false, true),
                     };
                     loop_attempts.lock().unwrap().push(attempt);
@@ -306,6 +377,39 @@ mod tests {
         let mut syncer = handle.join().unwrap();
         let attempts = attempts.lock().unwrap().clone();
         (attempts, std::mem::take(syncer.target_mut()))
+    }
+
+    #[test]
+    fn a_change_waits_from_its_arrival_until_a_sync_that_saw_it_succeeds() {
+        let changes = Changes::new();
+        assert!(
+            changes.pending_since().is_some(),
+            "start-up waits for the first sync"
+        );
+        changes.programmed(0, Instant::now());
+        assert_eq!(changes.pending_since(), None);
+        changes.bump();
+        let first = changes.pending_since().unwrap();
+        changes.bump();
+        assert_eq!(
+            changes.pending_since(),
+            Some(first),
+            "the oldest change counts"
+        );
+        let started = Instant::now();
+        changes.programmed(1, started);
+        assert_eq!(
+            changes.pending_since(),
+            Some(started),
+            "generation 2 arrived meanwhile"
+        );
+        changes.programmed(2, Instant::now());
+        changes.failed(started);
+        assert_eq!(
+            changes.pending_since(),
+            Some(started),
+            "a failed sync leaves work"
+        );
     }
 
     #[test]

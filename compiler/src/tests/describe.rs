@@ -19,12 +19,18 @@ fn a_cluster_service_lists_every_endpoint_and_this_nodes_ones_apart() {
     let [service] = description.services.as_slice() else {
         panic!("one service: {description:?}");
     };
-    assert_eq!((service.namespace.as_str(), service.name.as_str()), ("ns", "web"));
+    assert_eq!(
+        (service.namespace.as_str(), service.name.as_str()),
+        ("ns", "web")
+    );
     let family = &service.ports[0].families[0];
     assert_eq!(family.verdict, "dnat");
     assert_eq!(family.endpoints, ["198.18.1.5:8080", "198.18.2.5:8080"]);
     assert_eq!(family.local_endpoints, ["198.18.1.5:8080"]);
-    assert_eq!(family.external_endpoints, None, "not reachable from outside");
+    assert_eq!(
+        family.external_endpoints, None,
+        "not reachable from outside"
+    );
     assert_eq!(description.no_local_endpoints, Default::default());
 }
 
@@ -41,7 +47,10 @@ fn local_policies_without_a_local_endpoint_drop_and_are_counted() {
     let snapshot = cluster().service(local_web).slice(remote).0;
     let description = describe(&snapshot, &config());
     let family = &description.services[0].ports[0].families[0];
-    assert_eq!((family.verdict, family.external_verdict), ("drop", Some("drop")));
+    assert_eq!(
+        (family.verdict, family.external_verdict),
+        ("drop", Some("drop"))
+    );
     assert!(family.endpoints.is_empty());
     assert_eq!(description.no_local_endpoints.internal, 1);
     assert_eq!(description.no_local_endpoints.external, 1);
@@ -56,14 +65,19 @@ fn a_service_without_any_endpoint_rejects_and_is_not_counted_as_lacking_local_on
         .external_local();
     let description = describe(&cluster().service(local_web).0, &config());
     let family = &description.services[0].ports[0].families[0];
-    assert_eq!((family.verdict, family.external_verdict), ("reject", Some("reject")));
+    assert_eq!(
+        (family.verdict, family.external_verdict),
+        ("reject", Some("reject"))
+    );
     assert_eq!(description.no_local_endpoints, Default::default());
 }
 
 #[test]
 fn diagnostics_are_filed_under_their_service_or_apart() {
     let odd = web().session_affinity("ClientIP").affinity_timeout(0);
-    let broken = service("ns/broken").cluster_ip("not-an-ip").port("http", 80);
+    let broken = service("ns/broken")
+        .cluster_ip("not-an-ip")
+        .port("http", 80);
     let snapshot = cluster().service(odd).service(broken).0;
     let description = describe(&snapshot, &config());
     let web = &description.services[0];

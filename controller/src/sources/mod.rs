@@ -66,6 +66,8 @@ use nftproxy_compiler::ClusterSnapshot;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::change_log::ChangeLog;
+
 /// kube-proxy's label selector for Services and EndpointSlices: not headless (a label the
 /// EndpointSlice controller sets on the slices of headless Services) and not claimed by
 /// another service proxy.
@@ -139,6 +141,8 @@ struct Shared {
     synced: [AtomicBool; 4],
     /// Bumped after every change to a store.
     changes: watch::Sender<u64>,
+    /// Service and EndpointSlice changes counted, with their trigger times.
+    log: Arc<ChangeLog>,
 }
 
 impl Shared {
@@ -187,6 +191,7 @@ impl ClusterSources {
         let shared = Arc::new(Shared {
             synced: Default::default(),
             changes,
+            log: Arc::default(),
         });
         let base = watcher::Config {
             timeout: config.watch_timeout,
@@ -249,6 +254,11 @@ impl ClusterSources {
                 return;
             }
         }
+    }
+
+    /// Counts of Service and EndpointSlice changes, with EndpointSlice trigger times.
+    pub fn change_log(&self) -> Arc<ChangeLog> {
+        Arc::clone(&self.shared.log)
     }
 
     /// A receiver that wakes after any change to a store; see the module documentation.

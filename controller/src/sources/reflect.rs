@@ -69,7 +69,7 @@ fn on_event<K>(
 {
     match event {
         watcher::Event::Init => debug!("listing"),
-        watcher::Event::InitApply(_) => {}
+        watcher::Event::InitApply(object) => count(source, shared, Some(object.annotations())),
         watcher::Event::InitDone => {
             if !shared.is_synced(source) {
                 info!(objects = store.len(), "initial list done");
@@ -88,8 +88,23 @@ fn on_event<K>(
                 deleted = matches!(event, watcher::Event::Delete(_)),
                 "changed"
             );
+            let applied = matches!(event, watcher::Event::Apply(_));
+            count(source, shared, applied.then(|| object.annotations()));
             shared.poke();
         }
+    }
+}
+
+/// Counts a Service or EndpointSlice change; `annotations` of an applied object.
+fn count(
+    source: Source,
+    shared: &Shared,
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+) {
+    match source {
+        Source::Services => shared.log.service_changed(),
+        Source::EndpointSlices => shared.log.endpoints_changed(annotations),
+        Source::Node | Source::ServiceCidrs => {}
     }
 }
 

@@ -1,0 +1,194 @@
+//! What the HTTP endpoints report, shared between the sync loop (which writes it) and the
+//! servers (which read it): health, readiness and what the last successful sync applied.
+//!
+//! Health follows kube-proxy's proxier health server: nftproxy is unhealthy when a change
+//! has been waiting to be programmed for longer than the health timeout (2 x `syncPeriod`).
+//! Start-up counts as such a change (nothing is programmed yet), and so does a failed sync
+//! (the kernel is not what the cluster asks for until a sync succeeds). `/healthz` is also
+//! unhealthy while this node is being deleted or is tainted `ToBeDeletedByClusterAutoscaler`,
+//! so that load balancers drain it; `/livez` is not, so the pod is not restarted for it.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::Node;
+use nftproxy_compiler::{ClusterSnapshot, CompileConfig};
+use nftproxy_rules::Transaction;
+
+use crate::sync_loop::Changes;
+
+/// The taint the cluster autoscaler puts on a node it is about to remove.
+pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
+
+/// The inputs and result of the last successful sync, kept for the debug endpoints. The
+/// snapshot shares its objects with the sources, so keeping it costs a few pointers.
+#[derive(Debug, Clone)]
+pub struct LastSync {
+    pub snapshot: ClusterSnapshot,
+    pub config: CompileConfig,
+    pub transaction: Arc<Transaction>,
+    pub kind: &'static str,
+    pub at: SystemTime,
+}
+
+/// Health as kube-proxy's `/healthz` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    /// No change has waited longer than the timeout.
+    pub proxy_healthy: bool,
+    /// The node is neither being deleted nor tainted for deletion.
+    pub node_eligible: bool,
+    /// When the last successful sync finished (`None` before the first one).
+    pub last_updated: Option<SystemTime>,
+}
+
+/// The shared status. Cheap to read: every method takes one short lock.
+#[derive(Debug)]
+pub struct Status {
+    timeout: Duration,
+    /// Knows since when a change has waited to be programmed.
+    changes: Arc<Changes>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    last_updated: Option<SystemTime>,
+    node_eligible: bool,
+    last_sync: Option<LastSync>,
+}
+
+impl Status {
+    /// A status for a proxy that has not synced yet: unhealthy once a change (start-up
+    /// included) has waited in `changes` for longer than `timeout`.
+    pub fn new(timeout: Duration, changes: Arc<Changes>) -> Self {
+        Status {
+            timeout,
+            changes,
+            state: Mutex::new(State {
+                last_updated: None,
+                node_eligible: true,
+                last_sync: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a successful sync.
+    pub fn synced(&self, last: LastSync) {
+        let mut state = self.lock();
+        state.last_updated = Some(last.at);
+        let old = state.last_sync.replace(last);
+        drop(state);
+        // A full sync's transaction can hold the whole ruleset: free it off the sync's path.
+        let large = old.filter(|o| o.transaction.len() > crate::sync::LARGE_TRANSACTION);
+        crate::sync::drop_in_background(large);
+    }
+
+    /// Reads this node's deletion state from its Node object (none: eligible).
+    pub fn node_changed(&self, node: Option<&Node>) {
+        self.lock().node_eligible = node.is_none_or(node_eligible);
+    }
+
+    /// Health now.
+    pub fn health(&self) -> Health {
+        let waited = self.changes.pending_since().map(|since| since.elapsed());
+        let state = self.lock();
+        Health {
+            proxy_healthy: waited.is_none_or(|w| w <= self.timeout),
+            node_eligible: state.node_eligible,
+            last_updated: state.last_updated,
+        }
+    }
+
+    /// Whether a sync has succeeded since start.
+    pub fn ready(&self) -> bool {
+        self.lock().last_updated.is_some()
+    }
+
+    /// The last successful sync, if any.
+    pub fn last_sync(&self) -> Option<LastSync> {
+        self.lock().last_sync.clone()
+    }
+}
+
+/// A node is eligible for traffic unless it is being deleted or the cluster autoscaler
+/// tainted it for deletion.
+fn node_eligible(node: &Node) -> bool {
+    let deleting = node.metadata.deletion_timestamp.is_some();
+    let taints = node.spec.as_ref().and_then(|s| s.taints.as_ref());
+    let tainted = taints
+        .into_iter()
+        .flatten()
+        .any(|t| t.key == TO_BE_DELETED_TAINT);
+    !deleting && !tainted
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{NodeSpec, Taint};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+
+    fn last() -> LastSync {
+        LastSync {
+            snapshot: ClusterSnapshot::default(),
+            config: CompileConfig::default(),
+            transaction: Arc::new(Transaction::new()),
+            kind: "full",
+            at: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn start_up_is_healthy_until_the_timeout_passes_without_a_sync() {
+        let status = Status::new(Duration::from_millis(30), Arc::new(Changes::new()));
+        assert!(status.health().proxy_healthy);
+        assert!(!status.ready());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(
+            !status.health().proxy_healthy,
+            "no sync for longer than the timeout"
+        );
+        status.synced(last());
+        assert!(status.ready(), "ready once a sync succeeded");
+    }
+
+    #[test]
+    fn a_change_waiting_longer_than_the_timeout_is_unhealthy() {
+        let changes = Arc::new(Changes::new());
+        let status = Status::new(Duration::from_millis(30), Arc::clone(&changes));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(!status.health().proxy_healthy);
+        changes.bump();
+        assert!(!status.health().proxy_healthy, "start-up still waits");
+    }
+
+    #[test]
+    fn a_node_being_deleted_or_tainted_for_deletion_is_not_eligible() {
+        let status = Status::new(Duration::from_secs(60), Arc::new(Changes::new()));
+        let mut node = Node::default();
+        status.node_changed(Some(&node));
+        assert!(status.health().node_eligible);
+        node.spec = Some(NodeSpec {
+            taints: Some(vec![Taint {
+                key: TO_BE_DELETED_TAINT.into(),
+                effect: "NoSchedule".into(),
+                ..Taint::default()
+            }]),
+            ..NodeSpec::default()
+        });
+        status.node_changed(Some(&node));
+        assert!(!status.health().node_eligible);
+        node.spec = None;
+        node.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        status.node_changed(Some(&node));
+        assert!(!status.health().node_eligible);
+        status.node_changed(None);
+        assert!(status.health().node_eligible);
+    }
+}
