@@ -324,19 +324,6 @@ impl Reporter {
         snapshot: &ClusterSnapshot,
         started: Instant,
     ) {
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        tracing::info!(
-            kind = report.kind.as_str(),
-            operations = report.operations,
-            commands = report.commands,
-            replaced = report.replaced,
-            via = report.route.map_or("-", |r| r.as_str()),
-            snapshot_ms = ms(report.snapshot_time),
-            compile_ms = ms(report.compile_time),
-            apply_ms = ms(report.apply_time),
-            total_ms = ms(report.total_time),
-            "synced"
-        );
         let finished = SystemTime::now();
         let metrics = &self.state.metrics;
         if let Some(log) = source.change_log() {
@@ -354,15 +341,31 @@ impl Reporter {
             kind: report.kind.as_str(),
             at: finished,
         });
-        let Some(compiled) = syncer.last_compiled() else {
-            return;
-        };
-        metrics.synced(report, RulesetSize::of(&compiled.ruleset), finished);
-        self.health_checks.update(&compiled.health_checks);
-        if let Some(cleaned) = clean_conntrack(self.udp_ports.as_deref(), &compiled.udp_ports) {
-            metrics.conntrack_cleaned(cleaned.duration, cleaned.deleted as u64);
+        if let Some(compiled) = syncer.last_compiled() {
+            metrics.synced(report, RulesetSize::of(&compiled.ruleset), finished);
+            self.health_checks.update(&compiled.health_checks);
         }
-        self.udp_ports = Some(compiled.udp_ports.clone());
+        // Logged once what the HTTP side reports is up to date (tests wait for this line).
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        tracing::info!(
+            kind = report.kind.as_str(),
+            operations = report.operations,
+            commands = report.commands,
+            replaced = report.replaced,
+            via = report.route.map_or("-", |r| r.as_str()),
+            snapshot_ms = ms(report.snapshot_time),
+            compile_ms = ms(report.compile_time),
+            apply_ms = ms(report.apply_time),
+            total_ms = ms(report.total_time),
+            "synced"
+        );
+        if let Some(compiled) = syncer.last_compiled() {
+            let cleaned = clean_conntrack(self.udp_ports.as_deref(), &compiled.udp_ports);
+            if let Some(cleaned) = cleaned {
+                metrics.conntrack_cleaned(cleaned.duration, cleaned.deleted as u64);
+            }
+            self.udp_ports = Some(compiled.udp_ports.clone());
+        }
     }
 
     /// Logs each diagnostic of the last compile once, when it first appears.

@@ -1,5 +1,6 @@
 //! Support shared by the controller's integration tests (each test file includes what it uses).
 #![allow(dead_code)]
 
+pub mod http;
 pub mod netns;
 pub mod proxy;

@@ -149,6 +149,15 @@ impl Proxy {
             .collect()
     }
 
+    /// Field `field` of the first log line whose message is `message`.
+    pub fn field_of(&self, message: &str, field: &str) -> Option<Json> {
+        let log = self.log.0.lock().unwrap();
+        log.lines
+            .iter()
+            .find(|l| l["fields"]["message"] == message)
+            .map(|l| l["fields"][field].clone())
+    }
+
     /// Sends SIGTERM and waits for the process; returns whether it exited with status 0.
     pub fn stop(mut self) -> bool {
         self.terminate()
