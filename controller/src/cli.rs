@@ -44,6 +44,9 @@ pub enum OutputFormat {
     Nft,
     /// libnftables JSON, for `nft -j -f`.
     Json,
+    /// What each Service is compiled into, as JSON (the same view as `/debug/services`):
+    /// addresses, ports, endpoints per family, local endpoints, diagnostics.
+    Services,
 }
 
 /// The configuration and the node, as `compile` and `run` both take them.

@@ -11,7 +11,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use nftproxy_compiler::{CompileConfig, Diagnostic, Severity, compile};
-use nftproxy_rules::Ruleset;
 
 use crate::cli::{CompileArgs, OutputFormat};
 use crate::inputs::{self, Inputs};
@@ -46,7 +45,13 @@ pub fn run(args: &CompileArgs) -> anyhow::Result<ExitCode> {
         .collect();
     report(&lines);
 
-    let rendered = render(&compiled.ruleset, args.format)?;
+    let rendered = match args.format {
+        OutputFormat::Nft => compiled.ruleset.to_string(),
+        OutputFormat::Json => pretty_json(&compiled.ruleset.to_json())?,
+        OutputFormat::Services => {
+            pretty_json(&nftproxy_compiler::describe(&inputs.snapshot, &config))?
+        }
+    };
     write_output(args.output.as_deref(), &rendered)?;
 
     if args.strict && !lines.is_empty() {
@@ -95,16 +100,12 @@ fn report(lines: &[String]) {
     }
 }
 
-fn render(ruleset: &Ruleset, format: OutputFormat) -> anyhow::Result<String> {
-    Ok(match format {
-        OutputFormat::Nft => ruleset.to_string(),
-        OutputFormat::Json => {
-            let mut json = serde_json::to_string_pretty(&ruleset.to_json())
-                .context("cannot serialize the ruleset as JSON")?;
-            json.push('\n');
-            json
-        }
-    })
+/// `value` as pretty-printed JSON with a final newline.
+fn pretty_json(value: &impl serde::Serialize) -> anyhow::Result<String> {
+    let mut json =
+        serde_json::to_string_pretty(value).context("cannot serialize the output as JSON")?;
+    json.push('\n');
+    Ok(json)
 }
 
 fn write_output(path: Option<&Path>, rendered: &str) -> anyhow::Result<()> {

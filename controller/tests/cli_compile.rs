@@ -451,3 +451,26 @@ fn example_cluster_compiles_cleanly_with_the_example_config() {
     assert!(run.stdout.contains("2001:db8:18:1::20"), "{run:?}");
     assert!(run.stdout.contains("demo/idle:http"), "{run:?}");
 }
+
+#[test]
+fn services_format_describes_each_service_with_its_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "cluster.yaml", &cluster());
+    let run = compile(&["--format", "services", "--hostname", "node-1", s(&input)]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    let web = &json["services"][0];
+    assert_eq!(
+        (&web["namespace"], &web["name"]),
+        (&"demo".into(), &"web".into())
+    );
+    let family = &web["ports"][0]["families"][0];
+    assert_eq!(family["verdict"], "dnat");
+    let endpoints = family["endpoints"].as_array().unwrap();
+    assert!(
+        endpoints
+            .iter()
+            .any(|e| e.as_str().unwrap().starts_with("198.18.1.10:")),
+        "{family}"
+    );
+}

@@ -23,7 +23,9 @@ use lab::{Lab, Member};
 fn web(endpoints: &[(&str, &str)]) -> String {
     let endpoints: String = endpoints
         .iter()
-        .map(|(a, n)| format!("- {{addresses: [{a}], conditions: {{ready: true}}, nodeName: {n}}}\n"))
+        .map(|(a, n)| {
+            format!("- {{addresses: [{a}], conditions: {{ready: true}}, nodeName: {n}}}\n")
+        })
         .collect();
     format!(
         r#"apiVersion: v1
@@ -52,7 +54,12 @@ endpoints:
 const CHECK: &str = "198.51.100.1:32100";
 
 /// Asks node-1's health-check port from `ext` until `check` holds (10 s at most).
-fn wait_answer(lab: &Lab, proxy: &Proxy, what: &str, check: impl Fn(&Result<Answer, String>) -> bool) -> Result<Answer, String> {
+fn wait_answer(
+    lab: &Lab,
+    proxy: &Proxy,
+    what: &str,
+    check: impl Fn(&Result<Answer, String>) -> bool,
+) -> Result<Answer, String> {
     let to: SocketAddr = CHECK.parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -71,7 +78,9 @@ fn wait_answer(lab: &Lab, proxy: &Proxy, what: &str, check: impl Fn(&Result<Answ
 
 #[test]
 fn the_health_check_node_port_follows_the_local_endpoints_and_the_service() {
-    if !kernel_tests_enabled("the_health_check_node_port_follows_the_local_endpoints_and_the_service") {
+    if !kernel_tests_enabled(
+        "the_health_check_node_port_follows_the_local_endpoints_and_the_service",
+    ) {
         return;
     }
     let lab = Lab::builder()
@@ -82,9 +91,17 @@ fn the_health_check_node_port_follows_the_local_endpoints_and_the_service() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("base.yaml"), lab::BASE).unwrap();
     let web_file = dir.path().join("web.yaml");
-    std::fs::write(&web_file, web(&[("198.18.1.10", "node-1"), ("198.18.2.10", "node-2")])).unwrap();
+    std::fs::write(
+        &web_file,
+        web(&[("198.18.1.10", "node-1"), ("198.18.2.10", "node-2")]),
+    )
+    .unwrap();
     let proxy = Proxy::start(lab.node1(), dir.path(), &[]);
-    assert!(proxy.wait_syncs(1, Duration::from_secs(10))[0].ok, "{}", proxy.log_text());
+    assert!(
+        proxy.wait_syncs(1, Duration::from_secs(10))[0].ok,
+        "{}",
+        proxy.log_text()
+    );
 
     let healthy = wait_answer(&lab, &proxy, "200 with a local endpoint", |a| {
         a.as_ref().is_ok_and(|a| a.code == 200)
@@ -95,7 +112,10 @@ fn the_health_check_node_port_follows_the_local_endpoints_and_the_service() {
     assert_eq!(body["service"]["name"], "web");
     assert_eq!(body["localEndpoints"], 1);
     assert_eq!(body["serviceProxyHealthy"], true);
-    assert_eq!(healthy.header("x-load-balancing-endpoint-weight"), Some("1"));
+    assert_eq!(
+        healthy.header("x-load-balancing-endpoint-weight"),
+        Some("1")
+    );
 
     std::fs::write(&web_file, web(&[("198.18.2.10", "node-2")])).unwrap();
     let drained = wait_answer(&lab, &proxy, "503 without a local endpoint", |a| {
@@ -103,9 +123,16 @@ fn the_health_check_node_port_follows_the_local_endpoints_and_the_service() {
     })
     .unwrap();
     assert_eq!(drained.json()["localEndpoints"], 0);
-    assert_eq!(drained.header("x-load-balancing-endpoint-weight"), Some("0"));
+    assert_eq!(
+        drained.header("x-load-balancing-endpoint-weight"),
+        Some("0")
+    );
 
-    std::fs::write(&web_file, web(&[("198.18.1.10", "node-1"), ("198.18.1.11", "node-1")])).unwrap();
+    std::fs::write(
+        &web_file,
+        web(&[("198.18.1.10", "node-1"), ("198.18.1.11", "node-1")]),
+    )
+    .unwrap();
     let two = wait_answer(&lab, &proxy, "200 with two local endpoints", |a| {
         a.as_ref().is_ok_and(|a| a.code == 200)
     })
@@ -113,7 +140,12 @@ fn the_health_check_node_port_follows_the_local_endpoints_and_the_service() {
     assert_eq!(two.json()["localEndpoints"], 2);
 
     std::fs::remove_file(&web_file).unwrap();
-    let closed = wait_answer(&lab, &proxy, "the port closed with the Service", Result::is_err);
+    let closed = wait_answer(
+        &lab,
+        &proxy,
+        "the port closed with the Service",
+        Result::is_err,
+    );
     let error = closed.unwrap_err();
     assert!(error.contains("refused"), "{error}");
 }

@@ -85,7 +85,9 @@ fn start(tag: &str, sync: &str, extra: &[&str]) -> Running {
     std::fs::write(dir.path().join("web.yaml"), web(&["198.18.1.10"], &trigger)).unwrap();
     let config = tempfile::tempdir().unwrap();
     let path = config.path().join("config.yaml");
-    let text = format!("kind: KubeProxyConfiguration\nnftables: {{minSyncPeriod: 0s, syncPeriod: {sync}}}\n");
+    let text = format!(
+        "kind: KubeProxyConfiguration\nnftables: {{minSyncPeriod: 0s, syncPeriod: {sync}}}\n"
+    );
     std::fs::write(&path, text).unwrap();
     let mut args = vec!["--config", path.to_str().unwrap()];
     args.extend(extra);
@@ -115,7 +117,13 @@ impl Running {
     }
 
     /// Polls `GET path` until `check` holds (10 s at most).
-    fn wait_for(&self, server: &str, path: &str, what: &str, check: impl Fn(&Answer) -> bool) -> Answer {
+    fn wait_for(
+        &self,
+        server: &str,
+        path: &str,
+        what: &str,
+        check: impl Fn(&Answer) -> bool,
+    ) -> Answer {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let answer = self.get(server, path);
@@ -138,7 +146,9 @@ fn dir_path(running: &Running) -> &Path {
 
 #[test]
 fn health_turns_unhealthy_while_a_change_cannot_be_programmed_and_recovers() {
-    if !kernel_tests_enabled("health_turns_unhealthy_while_a_change_cannot_be_programmed_and_recovers") {
+    if !kernel_tests_enabled(
+        "health_turns_unhealthy_while_a_change_cannot_be_programmed_and_recovers",
+    ) {
         return;
     }
     // Every sync goes through the helper, so stopping it holds a change back.
@@ -152,17 +162,40 @@ fn health_turns_unhealthy_while_a_change_cannot_be_programmed_and_recovers() {
     assert!(body["lastUpdated"].is_string(), "{body}");
     assert_eq!(healthz.header("content-type"), Some("application/json"));
 
-    let helper = run.proxy.field_of("nftables helper started", "pid").unwrap();
+    let helper = run
+        .proxy
+        .field_of("nftables helper started", "pid")
+        .unwrap();
     let helper = helper.as_u64().unwrap().to_string();
-    Command::new("kill").args(["-STOP", &helper]).status().unwrap();
+    Command::new("kill")
+        .args(["-STOP", &helper])
+        .status()
+        .unwrap();
     run.write("web.yaml", &web(&["198.18.1.11"], &now_rfc3339()));
     // The health timeout is 2 x syncPeriod = 2 s.
-    let sick = run.wait_for(HEALTH, "/healthz", "unhealthy while the change waits", |a| a.code == 503);
+    let sick = run.wait_for(
+        HEALTH,
+        "/healthz",
+        "unhealthy while the change waits",
+        |a| a.code == 503,
+    );
     assert_eq!(sick.json()["nodeEligible"], true);
     assert_eq!(run.get(HEALTH, "/livez").code, 503);
-    assert_eq!(run.get(HEALTH, "/readyz").code, 200, "readiness stays once synced");
-    Command::new("kill").args(["-CONT", &helper]).status().unwrap();
-    run.wait_for(HEALTH, "/healthz", "healthy once the change is programmed", |a| a.code == 200);
+    assert_eq!(
+        run.get(HEALTH, "/readyz").code,
+        200,
+        "readiness stays once synced"
+    );
+    Command::new("kill")
+        .args(["-CONT", &helper])
+        .status()
+        .unwrap();
+    run.wait_for(
+        HEALTH,
+        "/healthz",
+        "healthy once the change is programmed",
+        |a| a.code == 200,
+    );
     assert_eq!(run.get(HEALTH, "/livez").code, 200);
     let metrics = run.get(METRICS, "/metrics").body;
     assert!(metric(&metrics, "kubeproxy_proxy_healthz_total{code=\"503\"}").unwrap() >= 1.0);
@@ -177,7 +210,9 @@ fn a_node_tainted_for_deletion_fails_healthz_but_not_livez() {
     let run = start("eligible", "30s", &[]);
     assert_eq!(run.get(HEALTH, "/healthz").code, 200);
     run.write("node.yaml", &node(true));
-    let answer = run.wait_for(HEALTH, "/healthz", "503 for a node being removed", |a| a.code == 503);
+    let answer = run.wait_for(HEALTH, "/healthz", "503 for a node being removed", |a| {
+        a.code == 503
+    });
     assert_eq!(answer.json()["nodeEligible"], false);
     assert_eq!(run.get(HEALTH, "/livez").code, 200);
     run.write("node.yaml", &node(false));
@@ -192,34 +227,87 @@ fn metrics_move_with_syncs_and_changes() {
     let run = start("metrics", "30s", &[]);
     let before = run.get(METRICS, "/metrics");
     assert_eq!(before.code, 200);
-    assert!(before.header("content-type").unwrap().contains("openmetrics-text"));
+    assert!(
+        before
+            .header("content-type")
+            .unwrap()
+            .contains("openmetrics-text")
+    );
     let text = &before.body;
     let value = |text: &str, name: &str| {
         metric(text, name).unwrap_or_else(|| panic!("{name} missing:\n{text}"))
     };
-    assert_eq!(value(text, "kubeproxy_sync_proxy_rules_duration_seconds_count"), 1.0);
-    assert_eq!(value(text, "kubeproxy_sync_full_proxy_rules_duration_seconds_count"), 1.0);
-    assert!(value(text, "kubeproxy_sync_proxy_rules_last_timestamp_seconds") > 1.7e9);
-    assert_eq!(value(text, "kubeproxy_sync_proxy_rules_service_changes_total"), 1.0);
-    assert_eq!(value(text, "kubeproxy_sync_proxy_rules_endpoint_changes_total"), 1.0);
-    assert_eq!(value(text, "kubeproxy_sync_proxy_rules_endpoint_changes_pending"), 0.0);
-    assert_eq!(value(text, "kubeproxy_network_programming_duration_seconds_count"), 1.0);
-    assert!(value(text, "nftproxy_ruleset_objects{kind=\"chains\"}") > 10.0);
-    assert_eq!(value(text, "kubeproxy_sync_proxy_rules_nftables_sync_failures_total"), 0.0);
     assert_eq!(
-        value(text, "kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy=\"internal\"}"),
+        value(text, "kubeproxy_sync_proxy_rules_duration_seconds_count"),
+        1.0
+    );
+    assert_eq!(
+        value(
+            text,
+            "kubeproxy_sync_full_proxy_rules_duration_seconds_count"
+        ),
+        1.0
+    );
+    assert!(value(text, "kubeproxy_sync_proxy_rules_last_timestamp_seconds") > 1.7e9);
+    assert_eq!(
+        value(text, "kubeproxy_sync_proxy_rules_service_changes_total"),
+        1.0
+    );
+    assert_eq!(
+        value(text, "kubeproxy_sync_proxy_rules_endpoint_changes_total"),
+        1.0
+    );
+    assert_eq!(
+        value(text, "kubeproxy_sync_proxy_rules_endpoint_changes_pending"),
+        0.0
+    );
+    assert_eq!(
+        value(text, "kubeproxy_network_programming_duration_seconds_count"),
+        1.0
+    );
+    assert!(value(text, "nftproxy_ruleset_objects{kind=\"chains\"}") > 10.0);
+    assert_eq!(
+        value(
+            text,
+            "kubeproxy_sync_proxy_rules_nftables_sync_failures_total"
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            text,
+            "kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy=\"internal\"}"
+        ),
         0.0
     );
 
-    run.write("web.yaml", &web(&["198.18.1.10", "198.18.1.11"], &now_rfc3339()));
+    run.write(
+        "web.yaml",
+        &web(&["198.18.1.10", "198.18.1.11"], &now_rfc3339()),
+    );
     let after = run.wait_for(METRICS, "/metrics", "a second sync counted", |a| {
         metric(&a.body, "kubeproxy_sync_proxy_rules_duration_seconds_count") == Some(2.0)
     });
     let text = &after.body;
-    assert_eq!(value(text, "kubeproxy_sync_partial_proxy_rules_duration_seconds_count"), 1.0);
-    assert_eq!(value(text, "kubeproxy_sync_proxy_rules_endpoint_changes_total"), 2.0);
-    assert_eq!(value(text, "kubeproxy_sync_proxy_rules_service_changes_total"), 1.0);
-    assert_eq!(value(text, "kubeproxy_network_programming_duration_seconds_count"), 2.0);
+    assert_eq!(
+        value(
+            text,
+            "kubeproxy_sync_partial_proxy_rules_duration_seconds_count"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(text, "kubeproxy_sync_proxy_rules_endpoint_changes_total"),
+        2.0
+    );
+    assert_eq!(
+        value(text, "kubeproxy_sync_proxy_rules_service_changes_total"),
+        1.0
+    );
+    assert_eq!(
+        value(text, "kubeproxy_network_programming_duration_seconds_count"),
+        2.0
+    );
     assert!(value(text, "nftproxy_sync_operations_count") >= 2.0);
 }
 
@@ -231,18 +319,35 @@ fn debug_endpoints_show_the_applied_ruleset_transaction_and_services() {
     let run = start("debug", "30s", &[]);
     let ruleset = run.get(METRICS, "/debug/ruleset");
     assert_eq!(ruleset.code, 200);
-    assert!(ruleset.body.contains("table ip nftproxy {"), "{}", ruleset.body);
+    assert!(
+        ruleset.body.contains("table ip nftproxy {"),
+        "{}",
+        ruleset.body
+    );
     // What the endpoint shows is what the kernel holds.
     let listed = run.ns.exec_ok(&["nft", "list", "ruleset"]);
     for line in ruleset.body.lines().filter(|l| l.contains("dnat to")) {
-        assert!(listed.contains(line.trim()), "{line:?} not in the kernel:\n{listed}");
+        assert!(
+            listed.contains(line.trim()),
+            "{line:?} not in the kernel:\n{listed}"
+        );
     }
 
-    run.write("web.yaml", &web(&["198.18.1.10", "198.18.1.12"], &now_rfc3339()));
-    let transaction = run.wait_for(METRICS, "/debug/transaction", "the partial sync's transaction", |a| {
-        a.body.starts_with("# partial sync")
-    });
-    assert!(transaction.body.contains("198.18.1.12"), "{}", transaction.body);
+    run.write(
+        "web.yaml",
+        &web(&["198.18.1.10", "198.18.1.12"], &now_rfc3339()),
+    );
+    let transaction = run.wait_for(
+        METRICS,
+        "/debug/transaction",
+        "the partial sync's transaction",
+        |a| a.body.starts_with("# partial sync"),
+    );
+    assert!(
+        transaction.body.contains("198.18.1.12"),
+        "{}",
+        transaction.body
+    );
 
     let services = run.get(METRICS, "/debug/services?service=default/web");
     assert_eq!(services.code, 200);
@@ -258,10 +363,20 @@ fn debug_endpoints_show_the_applied_ruleset_transaction_and_services() {
     assert_eq!(family["local_endpoints"], family["endpoints"]);
     let diagnostics = web["diagnostics"].as_array().unwrap();
     assert!(
-        diagnostics.iter().any(|d| d.as_str().unwrap().contains("timeoutSeconds")),
+        diagnostics
+            .iter()
+            .any(|d| d.as_str().unwrap().contains("timeoutSeconds")),
         "{diagnostics:?}"
     );
-    assert_eq!(run.get(METRICS, "/debug/services?service=default/nope").code, 404);
-    assert_eq!(run.get(HEALTH, "/debug/ruleset").code, 404, "debug only on the metrics address");
+    assert_eq!(
+        run.get(METRICS, "/debug/services?service=default/nope")
+            .code,
+        404
+    );
+    assert_eq!(
+        run.get(HEALTH, "/debug/ruleset").code,
+        404,
+        "debug only on the metrics address"
+    );
     let _ = dir_path(&run);
 }
