@@ -9,6 +9,10 @@
 #[allow(dead_code)]
 mod sources;
 
+#[path = "../src/change_log.rs"]
+#[allow(dead_code)]
+mod change_log;
+
 mod fake_apiserver;
 
 use std::collections::BTreeMap;

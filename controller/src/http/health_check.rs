@@ -73,12 +73,6 @@ impl HealthCheckServers {
         *self.checks.lock().unwrap_or_else(PoisonError::into_inner) = wanted;
     }
 
-    /// The ports with an open listener.
-    #[cfg_attr(not(test), allow(dead_code, reason = "tests read it"))]
-    pub fn ports(&self) -> Vec<u16> {
-        self.servers.keys().copied().collect()
-    }
-
     fn open(&mut self, port: u16) {
         let listener = {
             let _runtime = self.runtime.enter();
@@ -143,4 +137,50 @@ fn answer(checks: &Checks, status: &Status, port: u16) -> hyper::Response<server
         HeaderValue::from(check.local_endpoints),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::sync_loop::Changes;
+
+    fn check(local_endpoints: usize) -> HealthCheck {
+        HealthCheck {
+            namespace: "ns".into(),
+            name: "web".into(),
+            node_port: 32000,
+            local_endpoints,
+        }
+    }
+
+    #[test]
+    fn answers_200_only_with_a_local_endpoint_and_a_healthy_proxy() {
+        let status = Status::new(Duration::from_secs(60), Arc::new(Changes::new()));
+        let checks: Checks = Arc::default();
+        let answer = |checks: &Checks| {
+            let response = super::answer(checks, &status, 32000);
+            let weight = response.headers().get("X-Load-Balancing-Endpoint-Weight");
+            (
+                response.status().as_u16(),
+                weight.map(|w| w.to_str().unwrap().to_owned()),
+            )
+        };
+        assert_eq!(answer(&checks).0, 503, "no service on the port");
+        checks.lock().unwrap().insert(32000, check(2));
+        assert_eq!(answer(&checks), (200, Some("2".into())));
+        checks.lock().unwrap().insert(32000, check(0));
+        assert_eq!(answer(&checks), (503, Some("0".into())));
+    }
+
+    #[test]
+    fn an_unhealthy_proxy_answers_503_even_with_local_endpoints() {
+        let status = Status::new(Duration::ZERO, Arc::new(Changes::new()));
+        std::thread::sleep(Duration::from_millis(2));
+        let checks: Checks = Arc::default();
+        checks.lock().unwrap().insert(32000, check(1));
+        let response = answer(&checks, &status, 32000);
+        assert_eq!(response.status().as_u16(), 503);
+    }
 }
