@@ -6,6 +6,7 @@ mod addresses;
 mod cli;
 mod compile_cmd;
 mod conntrack;
+mod events;
 mod inputs;
 mod kernel;
 mod logging;

@@ -22,6 +22,7 @@ use crate::addresses::AddressWatcher;
 use crate::cli::PartialApply;
 use crate::cli::{CleanupArgs, RunArgs};
 use crate::conntrack;
+use crate::events::EventPublisher;
 use crate::kernel::{Kernel, KernelError};
 use crate::manifest_source::ManifestSource;
 use crate::settings::Settings;
@@ -125,7 +126,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             .watch(Arc::clone(&changes), MANIFEST_POLL)
             .context("cannot start the manifest watcher")?;
         tracing::info!(manifests = %dir.display(), "reading the cluster from manifests");
-        run_loop(&mut syncer, &node_ips(&*source), &changes, timing);
+        run_loop(&mut syncer, &node_ips(&*source), &changes, timing, None);
     } else {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -135,13 +136,20 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             .context("cannot start the async runtime")?;
         let client = runtime.block_on(kube_client(args.kubeconfig.as_deref()))?;
         let node = syncer_hostname(&syncer);
-        let source = runtime.block_on(async {
-            let sources = ClusterSources::start(client, SourcesConfig::new(node));
+        let (source, events) = runtime.block_on(async {
+            let sources = ClusterSources::start(client.clone(), SourcesConfig::new(&node));
             forward_changes(sources.changes(), Arc::clone(&changes));
-            ApiSource(sources)
+            let events = EventPublisher::start(client, &node, sources.object_stores());
+            (ApiSource(sources), events)
         });
         tracing::info!("watching the API server");
-        run_loop(&mut syncer, &node_ips(&source), &changes, timing);
+        run_loop(
+            &mut syncer,
+            &node_ips(&source),
+            &changes,
+            timing,
+            Some(&events),
+        );
         runtime.shutdown_timeout(Duration::from_secs(1));
     }
     tracing::info!("stopped; nftproxy's rules stay in place for the next instance");
@@ -232,13 +240,15 @@ async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> 
     kube::Client::try_from(config).context("cannot build the Kubernetes client")
 }
 
-/// The loop, logging every sync and each new diagnostic once, and deleting the UDP
-/// conntrack entries each successful sync made stale.
+/// The loop, logging every sync and each new diagnostic once (and handing them to the
+/// Event publisher, if any), and deleting the UDP conntrack entries each successful sync
+/// made stale.
 fn run_loop(
     syncer: &mut Syncer<KernelTarget>,
     source: &dyn Source,
     changes: &Changes,
     timing: Timing,
+    events: Option<&EventPublisher>,
 ) {
     let mut reported = BTreeSet::new();
     // The UDP ports of the last successful sync; none before the first one.
@@ -286,6 +296,9 @@ fn run_loop(
             .collect();
         for line in current.difference(&reported) {
             tracing::warn!("{line}");
+        }
+        if let Some(events) = events.filter(|_| current != reported) {
+            events.diagnostics(&compiled.diagnostics);
         }
         reported = current;
     });
