@@ -12,6 +12,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::change_log::ChangeLog;
+use crate::events;
 use crate::metrics::unix_seconds;
 use crate::status::Status;
 use crate::sync_loop;
@@ -119,5 +120,33 @@ impl Collector for LastQueued {
             None,
             MetricType::Gauge,
         )?)
+    }
+}
+
+/// `nftproxy_events_{posted,dropped,failed}_total`: what the Event publisher did.
+#[derive(Debug)]
+pub struct Events(pub Arc<events::Counters>);
+
+impl Collector for Events {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let kinds = [
+            ("posted", "Events created for diagnostics", self.0.posted()),
+            (
+                "dropped",
+                "Events not posted because of a rate limit",
+                self.0.dropped(),
+            ),
+            (
+                "failed",
+                "Events the API server did not accept",
+                self.0.failed(),
+            ),
+        ];
+        for (name, help, value) in kinds {
+            let name = format!("nftproxy_events_{name}");
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(&name, help, None, MetricType::Counter)?)?;
+        }
+        Ok(())
     }
 }

@@ -8,6 +8,7 @@ mod cli;
 mod collectors;
 mod compile_cmd;
 mod conntrack;
+mod events;
 mod http;
 mod inputs;
 mod kernel;

@@ -24,6 +24,7 @@ use crate::cli::PartialApply;
 use crate::cli::{CleanupArgs, RunArgs};
 use crate::collectors;
 use crate::conntrack;
+use crate::events::EventPublisher;
 use crate::http::{self, HealthCheckServers};
 use crate::kernel::{Kernel, KernelError};
 use crate::manifest_source::ManifestSource;
@@ -148,6 +149,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     };
     let mut syncer = Syncer::new(target, config);
     let hostname = syncer_hostname(&syncer);
+    // Kubernetes Events for diagnostics: only with an API server.
+    let mut events = None;
     let source: Box<dyn Source> = if let Some(dir) = &args.manifests {
         let source = Arc::new(ManifestSource::new(dir));
         source.refresh();
@@ -158,12 +161,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         Box::new(SharedSource(source))
     } else {
         let client = runtime.block_on(kube_client(args.kubeconfig.as_deref()))?;
-        let source = runtime.block_on(async {
-            let sources = ClusterSources::start(client, SourcesConfig::new(hostname.clone()));
+        let (source, publisher) = runtime.block_on(async {
+            let sources =
+                ClusterSources::start(client.clone(), SourcesConfig::new(hostname.clone()));
             forward_changes(sources.changes(), Arc::clone(&changes));
-            ApiSource(sources)
+            let publisher = EventPublisher::start(client, &hostname, sources.object_stores());
+            (ApiSource(sources), publisher)
         });
         tracing::info!("watching the API server");
+        events = Some(publisher);
         Box::new(source)
     };
     let mut metrics = Metrics::new();
@@ -172,6 +178,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     metrics.register_collector(Box::new(collectors::NoLocal::new(Arc::clone(&status))));
     metrics.register_collector(Box::new(collectors::LastQueued(Arc::clone(&changes))));
+    if let Some(publisher) = &events {
+        metrics.register_collector(Box::new(collectors::Events(publisher.counters())));
+    }
     let state = http::State {
         status: Arc::clone(&status),
         metrics: Arc::new(metrics),
@@ -182,6 +191,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         hostname,
         health_checks: HealthCheckServers::new(runtime.handle().clone(), Arc::clone(&status)),
         state,
+        events,
         reported: BTreeSet::new(),
         udp_ports: None,
     };
@@ -304,11 +314,13 @@ async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> 
 }
 
 /// What the loop reports to after each sync: logs, metrics, the HTTP status, the
-/// health-check node ports and stale conntrack entries.
+/// health-check node ports, Events and stale conntrack entries.
 struct Reporter {
     hostname: String,
     state: http::State,
     health_checks: HealthCheckServers,
+    /// Posts diagnostics as Kubernetes Events (API server mode only).
+    events: Option<EventPublisher>,
     /// Diagnostics already logged.
     reported: BTreeSet<String>,
     /// The UDP ports of the last successful sync; none before the first one.
@@ -368,7 +380,8 @@ impl Reporter {
         }
     }
 
-    /// Logs each diagnostic of the last compile once, when it first appears.
+    /// Logs each diagnostic of the last compile once, when it first appears, and hands
+    /// a changed set to the Event publisher.
     fn log_new_diagnostics(&mut self, syncer: &Syncer<KernelTarget>) {
         let Some(compiled) = syncer.last_compiled() else {
             return;
@@ -380,6 +393,9 @@ impl Reporter {
             .collect();
         for line in current.difference(&self.reported) {
             tracing::warn!("{line}");
+        }
+        if let Some(events) = self.events.as_ref().filter(|_| current != self.reported) {
+            events.diagnostics(&compiled.diagnostics);
         }
         self.reported = current;
     }

@@ -59,7 +59,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use nftproxy_compiler::ClusterSnapshot;
@@ -275,6 +275,37 @@ impl ClusterSources {
             endpoints: Vec::new(),
             nodes: self.node.state(),
             service_cidrs: self.service_cidrs.state(),
+        }
+    }
+}
+
+/// Read access to the Service and EndpointSlice stores by name, for whoever needs an
+/// object's uid or labels after a sync (the Event publisher). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ObjectStores {
+    services: Store<Service>,
+    endpoint_slices: Store<EndpointSlice>,
+}
+
+impl ObjectStores {
+    /// The stored Service `namespace/name`.
+    pub fn service(&self, namespace: &str, name: &str) -> Option<Arc<Service>> {
+        self.services.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// The stored EndpointSlice `namespace/name`.
+    pub fn endpoint_slice(&self, namespace: &str, name: &str) -> Option<Arc<EndpointSlice>> {
+        self.endpoint_slices
+            .get(&ObjectRef::new(name).within(namespace))
+    }
+}
+
+impl ClusterSources {
+    /// The Service and EndpointSlice stores, for lookups by name.
+    pub fn object_stores(&self) -> ObjectStores {
+        ObjectStores {
+            services: self.services.clone(),
+            endpoint_slices: self.endpoint_slices.clone(),
         }
     }
 }

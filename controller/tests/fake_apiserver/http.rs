@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::events;
 use super::selector::{FieldSelector, LabelSelector};
 use super::state::{Change, State, status};
 use super::{Inner, Kind};
@@ -37,7 +38,7 @@ pub async fn serve(listener: TcpListener, inner: Arc<Inner>) {
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let inner = Arc::clone(&inner);
-                async move { Ok::<_, Infallible>(route(&inner, &req)) }
+                async move { Ok::<_, Infallible>(handle(&inner, req).await) }
             });
             // A dropped watch ends its connection with an error; nothing to report.
             let _ = http1::Builder::new()
@@ -45,6 +46,37 @@ pub async fn serve(listener: TcpListener, inner: Arc<Inner>) {
                 .await;
         });
     }
+}
+
+/// Event creation needs the request body; everything else is routed on the head alone.
+async fn handle(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Body> {
+    let Some(namespace) = events::namespace_of(req.uri().path()).map(str::to_owned) else {
+        return route(inner, &req);
+    };
+    if req.method() != Method::POST {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "only POST (create) of events is modelled",
+        );
+    }
+    let Ok(body) = req.into_body().collect().await else {
+        return error(StatusCode::BAD_REQUEST, "BadRequest", "unreadable body");
+    };
+    let mut state = inner.lock();
+    state.event_posts += 1;
+    if state.unavailable {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "the server is currently unable to handle the request",
+        );
+    }
+    let (code, answer) = events::create(&mut state, &namespace, &body.to_bytes());
+    json_response(
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &answer,
+    )
 }
 
 fn route(inner: &Arc<Inner>, req: &Request<Incoming>) -> Response<Body> {

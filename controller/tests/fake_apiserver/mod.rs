@@ -27,9 +27,13 @@
 //! hole; lifting it sends what was held back), [`FakeApiServer::set_unavailable`] (every
 //! request gets 503 and open watches are dropped), per-kind unavailability and
 //! "not served" (404), and counters of LIST/WATCH requests, open watches and bookmarks sent.
+//!
+//! Events: `POST /apis/events.k8s.io/v1/namespaces/NS/events` creates an Event (see
+//! `events.rs`); [`FakeApiServer::events`] returns them. Other Event requests get 405.
 // The test files use different parts of it.
 #![allow(dead_code)]
 
+mod events;
 mod http;
 mod selector;
 mod state;
@@ -230,6 +234,16 @@ impl FakeApiServer {
                 s.not_served.insert(kind);
             }
         });
+    }
+
+    /// The events.k8s.io/v1 Events created so far, oldest first.
+    pub fn events(&self) -> Vec<Value> {
+        self.inner.lock().events.clone()
+    }
+
+    /// POST requests for Events received, accepted or not.
+    pub fn event_posts(&self) -> u64 {
+        self.inner.lock().event_posts
     }
 
     /// The last resourceVersion handed out.

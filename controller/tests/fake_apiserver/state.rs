@@ -64,6 +64,10 @@ pub struct State {
     pub counters: BTreeMap<Kind, Counters>,
     pub pages: HashMap<String, Pages>,
     next_token: u64,
+    /// Created events.k8s.io/v1 Events, oldest first.
+    pub events: Vec<Value>,
+    /// POST requests for Events received (refused ones too).
+    pub event_posts: u64,
 }
 
 impl State {
