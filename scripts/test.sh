@@ -4,5 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+echo "== validating deploy/ manifests against the Kubernetes schemas"
+scripts/validate-manifests.sh
 export INSTA_UPDATE="${INSTA_UPDATE:-no}"
 cargo test --workspace --locked
