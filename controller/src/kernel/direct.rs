@@ -172,6 +172,8 @@ fn describe(op: &Op) -> String {
         } => {
             format!("delete {} elements from {table} {set}", elements.len())
         }
+        Op::AddCounter { table, counter } => format!("add counter {table} {counter}"),
+        Op::DeleteCounter { table, counter } => format!("delete counter {table} {counter}"),
     }
 }
 
