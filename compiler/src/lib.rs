@@ -21,6 +21,7 @@ pub mod snapshot;
 mod affinity;
 mod cidrs;
 mod conflict;
+mod counters;
 mod emit;
 mod endpoints;
 mod external;
@@ -47,6 +48,7 @@ mod tests;
 mod udp;
 
 pub use config::{CompileConfig, DetectLocal};
+pub use counters::{CounterLabels, NODEPORT_COUNTERS, SERVICE_COUNTERS, parse_counter_name};
 pub use diagnostic::{Diagnostic, ObjectRef, Severity};
 pub use health_check::HealthCheck;
 pub use incremental::IncrementalCompiler;
