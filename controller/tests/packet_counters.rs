@@ -1,0 +1,147 @@
+//! Packet-flow test of the per-service-port traffic counters: real datagrams to a
+//! ClusterIP grow that port's counter object by exactly what was sent, read back with
+//! `Kernel::service_counters` (one netlink dump), and no other service's counter moves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod lab;
+
+#[allow(dead_code)]
+#[path = "../src/kernel/mod.rs"]
+mod kernel;
+
+#[allow(dead_code)]
+#[path = "../src/netlink.rs"]
+mod netlink;
+
+use std::collections::BTreeMap;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::netns::kernel_tests_enabled;
+use kernel::Kernel;
+use lab::{Lab, Node};
+use nftproxy_rules::Family;
+
+/// `web` (UDP 53 -> 8080 on pod `a`) and `idle` (UDP 53 -> 8080 on pod `b`), both
+/// dual-stack, and `web`'s TCP port.
+const CLUSTER: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  clusterIP: 198.19.0.70
+  clusterIPs: [198.19.0.70, "2001:db8:19::70"]
+  ipFamilies: [IPv4, IPv6]
+  ipFamilyPolicy: RequireDualStack
+  selector: {app: web}
+  ports:
+  - {name: dns, protocol: UDP, port: 53, targetPort: 8080}
+  - {name: http, protocol: TCP, port: 80, targetPort: 8080}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: idle, namespace: default}
+spec:
+  clusterIP: 198.19.0.71
+  clusterIPs: [198.19.0.71]
+  selector: {app: idle}
+  ports: [{name: dns, protocol: UDP, port: 53, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: dns, protocol: UDP, port: 8080}, {name: http, protocol: TCP, port: 8080}]
+endpoints: [{addresses: [198.18.1.10], conditions: {ready: true}, nodeName: node-1}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: idle-1, namespace: default, labels: {kubernetes.io/service-name: idle}}
+addressType: IPv4
+ports: [{name: dns, protocol: UDP, port: 8080}]
+endpoints: [{addresses: [198.18.2.10], conditions: {ready: true}, nodeName: node-2}]
+"#;
+
+/// Datagrams sent, and their UDP payload size.
+const DATAGRAMS: u64 = 40;
+const PAYLOAD: usize = 100;
+/// What the counter adds per IPv4 datagram: the IP packet (20 + 8 + payload bytes).
+const IPV4_PACKET: u64 = 20 + 8 + PAYLOAD as u64;
+
+fn helper() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    dir.join(kernel::HELPER)
+}
+
+/// (family, namespace/service/protocol/port) -> (packets, bytes), for nftproxy's counters.
+fn read(kernel: &Kernel) -> BTreeMap<(Family, String), (u64, u64)> {
+    kernel
+        .service_counters()
+        .expect("the counters dump")
+        .into_iter()
+        .map(|c| {
+            let l = c.labels().expect("every counter is named by nftproxy");
+            let key = format!("{}/{}/{}/{}", l.namespace, l.service, l.protocol, l.port);
+            assert_eq!(c.table, "nftproxy", "{c:?}");
+            ((c.family, key), (c.packets, c.bytes))
+        })
+        .collect()
+}
+
+#[test]
+fn datagrams_to_a_cluster_ip_grow_only_that_ports_counter() {
+    if !kernel_tests_enabled("datagrams_to_a_cluster_ip_grow_only_that_ports_counter") {
+        return;
+    }
+    let lab = Lab::builder()
+        .pod("a", Node::One, 10)
+        .pod("b", Node::Two, 10)
+        .pod("x", Node::One, 20)
+        .build();
+    lab.load_cluster(CLUSTER, None);
+    let path = helper();
+    let kernel = lab
+        .node1()
+        .run_inside(move || Kernel::start(Some(&path)).expect("the helper starts"));
+    let before = read(&kernel);
+    let web = (Family::Ip, "default/web/udp/dns".to_owned());
+    let expected_keys = [
+        (Family::Ip, "default/idle/udp/dns"),
+        (Family::Ip, "default/web/tcp/http"),
+        (Family::Ip, "default/web/udp/dns"),
+        (Family::Ip6, "default/web/tcp/http"),
+        (Family::Ip6, "default/web/udp/dns"),
+    ];
+    let keys: Vec<(Family, &str)> = before.keys().map(|(f, k)| (*f, k.as_str())).collect();
+    assert_eq!(keys, expected_keys);
+
+    lab.ns(lab::Member::Pod("x")).run_inside(|| {
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..DATAGRAMS {
+            socket.send_to(&[7u8; PAYLOAD], "198.19.0.70:53").unwrap();
+        }
+    });
+    // The datagrams cross a veth pair: give the receiving side a moment to count them all.
+    let (p0, b0) = before[&web];
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut after = read(&kernel);
+    while after[&web].0 < p0 + DATAGRAMS && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        after = read(&kernel);
+    }
+    let (p1, b1) = after[&web];
+    assert_eq!(p1 - p0, DATAGRAMS, "packets of {web:?}: {after:?}");
+    assert_eq!(
+        b1 - b0,
+        DATAGRAMS * IPV4_PACKET,
+        "bytes of {web:?}: {after:?}"
+    );
+    for (key, counts) in &after {
+        if *key != web {
+            assert_eq!(Some(counts), before.get(key), "{key:?} moved");
+        }
+    }
+}
