@@ -15,7 +15,8 @@
 use std::net::IpAddr;
 
 use nftproxy_rules::{
-    DataType, Element, ElementKey, Expr, MetaKey, PayloadField, Rule, Set, Stmt, Table, Value,
+    Counter, DataType, DigestMap, Element, ElementKey, Expr, MetaKey, PayloadField, Rule, Set,
+    Stmt, Table, Value,
 };
 
 use crate::emit::{Fragment, NodePortKey, VipKey, node_port_key, vip_key};
@@ -151,11 +152,12 @@ pub fn fill(
     mut service: Vec<CounterRef<VipKey>>,
     mut nodeport: Vec<CounterRef<NodePortKey>>,
 ) {
-    counters.sort_unstable();
-    counters.dedup();
-    for name in counters {
-        table.insert_counter(name);
-    }
+    // One name per port and family, in no order: the sharded map sorts while it builds.
+    table.counters = DigestMap::from_entries(
+        counters
+            .drain(..)
+            .map(|name| (name.clone(), Counter { name })),
+    );
     first_of_each_key(&mut service);
     if let Some(map) = table.sets.get_mut(SERVICE_COUNTERS) {
         map.elements = service
