@@ -145,3 +145,54 @@ fn datagrams_to_a_cluster_ip_grow_only_that_ports_counter() {
         }
     }
 }
+
+/// Measurement, not a timed assertion: how long one `service_counters` dump takes with
+/// 10,000 counter objects (and their `service-counters` elements) in the kernel.
+/// `cargo test -p nftproxy --test packet_counters -- --ignored --nocapture` (root).
+#[test]
+#[ignore = "measurement; run with --ignored --nocapture"]
+fn reading_ten_thousand_counters_takes_one_dump() {
+    if !kernel_tests_enabled("reading_ten_thousand_counters_takes_one_dump") {
+        return;
+    }
+    use nftproxy_rules::{DataType, Element, L4Proto, Ruleset, Set, Table, Value, diff};
+    let ns = common::netns::NetNs::new("counters-10k");
+    let path = helper();
+    let kernel = ns.run_inside(move || Kernel::start(Some(&path)).expect("the helper starts"));
+    let mut table = Table::new(Family::Ip, "nftproxy");
+    let key = vec![
+        DataType::Ipv4Addr,
+        DataType::InetProto,
+        DataType::InetService,
+    ];
+    let mut map = Set::map("service-counters", key, DataType::Counter);
+    for i in 0..10_000u32 {
+        let name = format!("counter-AAAAAAAA-bench/svc-{i}/tcp/http");
+        let ip = std::net::Ipv4Addr::new(198, 19, (i / 250) as u8, (i % 250 + 1) as u8);
+        map.insert(Element::mapping(
+            [Value::Ipv4(ip), Value::Proto(L4Proto::Tcp), Value::Port(80)],
+            Value::ObjRef(name.clone()),
+        ));
+        table.insert_counter(name);
+    }
+    table.insert_set(map);
+    let mut ruleset = Ruleset::new();
+    ruleset.insert_table(table);
+    kernel
+        .apply(&diff(&Ruleset::new(), &ruleset).unwrap())
+        .unwrap();
+    let mut times = Vec::new();
+    for _ in 0..10 {
+        let start = Instant::now();
+        let counters = kernel.service_counters().unwrap();
+        times.push(start.elapsed());
+        assert_eq!(counters.len(), 10_000);
+    }
+    times.sort();
+    println!(
+        "service_counters() with 10k counter objects: median {:?}, min {:?}, max {:?}",
+        times[times.len() / 2],
+        times[0],
+        times[times.len() - 1]
+    );
+}
