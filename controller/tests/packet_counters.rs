@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 
 use common::netns::kernel_tests_enabled;
 use kernel::Kernel;
-use lab::{Lab, Node};
+use lab::{Lab, Member, Node};
 use nftproxy_rules::Family;
 
-/// `web` (UDP 53 -> 8080 on pod `a`) and `idle` (UDP 53 -> 8080 on pod `b`), both
-/// dual-stack, and `web`'s TCP port.
+/// `web` (dual-stack, UDP 53 and TCP 80 -> 8080 on pod `a`), `idle` (UDP 53 -> 8080 on pod
+/// `b`) and `edge` (UDP 53 -> 8080 on pod `a`, also NodePort 30053 and externalIP
+/// 192.0.2.72).
 const CLUSTER: &str = r#"
 apiVersion: v1
 kind: Service
@@ -48,6 +49,24 @@ spec:
   clusterIPs: [198.19.0.71]
   selector: {app: idle}
   ports: [{name: dns, protocol: UDP, port: 53, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: edge, namespace: default}
+spec:
+  type: NodePort
+  clusterIP: 198.19.0.72
+  clusterIPs: [198.19.0.72]
+  externalIPs: [192.0.2.72]
+  selector: {app: edge}
+  ports: [{name: dns, protocol: UDP, port: 53, targetPort: 8080, nodePort: 30053}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: edge-1, namespace: default, labels: {kubernetes.io/service-name: edge}}
+addressType: IPv4
+ports: [{name: dns, protocol: UDP, port: 8080}]
+endpoints: [{addresses: [198.18.1.10], conditions: {ready: true}, nodeName: node-1}]
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
@@ -76,8 +95,11 @@ fn helper() -> PathBuf {
     dir.join(kernel::HELPER)
 }
 
-/// (family, namespace/service/protocol/port) -> (packets, bytes), for nftproxy's counters.
-fn read(kernel: &Kernel) -> BTreeMap<(Family, String), (u64, u64)> {
+/// (family, namespace/service/protocol/port) -> (packets, bytes).
+type Counts = BTreeMap<(Family, String), (u64, u64)>;
+
+/// nftproxy's counters, by the labels their names stand for.
+fn read(kernel: &Kernel) -> Counts {
     kernel
         .service_counters()
         .expect("the counters dump")
@@ -91,24 +113,72 @@ fn read(kernel: &Kernel) -> BTreeMap<(Family, String), (u64, u64)> {
         .collect()
 }
 
-#[test]
-fn datagrams_to_a_cluster_ip_grow_only_that_ports_counter() {
-    if !kernel_tests_enabled("datagrams_to_a_cluster_ip_grow_only_that_ports_counter") {
-        return;
-    }
+/// The lab (pods `a`, `b`, `x`, client `ext`) with `CLUSTER` loaded into node-1, and a
+/// kernel handle in node-1.
+fn lab_and_kernel() -> (Lab, Kernel) {
     let lab = Lab::builder()
         .pod("a", Node::One, 10)
         .pod("b", Node::Two, 10)
         .pod("x", Node::One, 20)
+        .client("ext", 10)
         .build();
     lab.load_cluster(CLUSTER, None);
     let path = helper();
     let kernel = lab
         .node1()
         .run_inside(move || Kernel::start(Some(&path)).expect("the helper starts"));
+    (lab, kernel)
+}
+
+/// Sends `DATAGRAMS` UDP datagrams of `PAYLOAD` bytes from `from` to each of `targets`.
+fn send(lab: &Lab, from: Member<'static>, targets: &'static [&'static str]) {
+    lab.ns(from).run_inside(move || {
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for to in targets {
+            for _ in 0..DATAGRAMS {
+                socket.send_to(&[7u8; PAYLOAD], to).unwrap();
+            }
+        }
+    });
+}
+
+/// The counters once `key` has counted `packets` more than in `before` (the datagrams
+/// cross veth pairs: the receiving side may count them a moment later), or after 2 s.
+fn read_until(kernel: &Kernel, before: &Counts, key: &(Family, String), packets: u64) -> Counts {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut after = read(kernel);
+    while after[key].0 < before[key].0 + packets && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        after = read(kernel);
+    }
+    after
+}
+
+/// Asserts that `key` grew by `packets` IPv4 datagrams and nothing else moved.
+fn assert_only_grown(before: &Counts, after: &Counts, key: &(Family, String), packets: u64) {
+    let ((p0, b0), (p1, b1)) = (before[key], after[key]);
+    assert_eq!(p1 - p0, packets, "packets of {key:?}: {after:?}");
+    assert_eq!(
+        b1 - b0,
+        packets * IPV4_PACKET,
+        "bytes of {key:?}: {after:?}"
+    );
+    for (other, counts) in after {
+        if other != key {
+            assert_eq!(Some(counts), before.get(other), "{other:?} moved");
+        }
+    }
+}
+
+#[test]
+fn datagrams_to_a_cluster_ip_grow_only_that_ports_counter() {
+    if !kernel_tests_enabled("datagrams_to_a_cluster_ip_grow_only_that_ports_counter") {
+        return;
+    }
+    let (lab, kernel) = lab_and_kernel();
     let before = read(&kernel);
-    let web = (Family::Ip, "default/web/udp/dns".to_owned());
     let expected_keys = [
+        (Family::Ip, "default/edge/udp/dns"),
         (Family::Ip, "default/idle/udp/dns"),
         (Family::Ip, "default/web/tcp/http"),
         (Family::Ip, "default/web/udp/dns"),
@@ -117,33 +187,27 @@ fn datagrams_to_a_cluster_ip_grow_only_that_ports_counter() {
     ];
     let keys: Vec<(Family, &str)> = before.keys().map(|(f, k)| (*f, k.as_str())).collect();
     assert_eq!(keys, expected_keys);
+    send(&lab, Member::Pod("x"), &["198.19.0.70:53"]);
+    let web = (Family::Ip, "default/web/udp/dns".to_owned());
+    let after = read_until(&kernel, &before, &web, DATAGRAMS);
+    assert_only_grown(&before, &after, &web, DATAGRAMS);
+}
 
-    lab.ns(lab::Member::Pod("x")).run_inside(|| {
-        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
-        for _ in 0..DATAGRAMS {
-            socket.send_to(&[7u8; PAYLOAD], "198.19.0.70:53").unwrap();
-        }
-    });
-    // The datagrams cross a veth pair: give the receiving side a moment to count them all.
-    let (p0, b0) = before[&web];
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut after = read(&kernel);
-    while after[&web].0 < p0 + DATAGRAMS && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        after = read(&kernel);
+#[test]
+fn node_port_and_external_ip_traffic_is_counted_for_its_port() {
+    if !kernel_tests_enabled("node_port_and_external_ip_traffic_is_counted_for_its_port") {
+        return;
     }
-    let (p1, b1) = after[&web];
-    assert_eq!(p1 - p0, DATAGRAMS, "packets of {web:?}: {after:?}");
-    assert_eq!(
-        b1 - b0,
-        DATAGRAMS * IPV4_PACKET,
-        "bytes of {web:?}: {after:?}"
+    let (lab, kernel) = lab_and_kernel();
+    let before = read(&kernel);
+    send(
+        &lab,
+        Member::Client("ext"),
+        &["198.51.100.1:30053", "192.0.2.72:53"],
     );
-    for (key, counts) in &after {
-        if *key != web {
-            assert_eq!(Some(counts), before.get(key), "{key:?} moved");
-        }
-    }
+    let edge = (Family::Ip, "default/edge/udp/dns".to_owned());
+    let after = read_until(&kernel, &before, &edge, 2 * DATAGRAMS);
+    assert_only_grown(&before, &after, &edge, 2 * DATAGRAMS);
 }
 
 /// Measurement, not a timed assertion: how long one `service_counters` dump takes with
