@@ -27,6 +27,7 @@ use nftproxy_rules::{
 };
 
 use crate::affinity::{self, Affinity};
+use crate::counters::{self, CounterRef};
 use crate::external_chain;
 use crate::family::IpFamily;
 use crate::firewall::{self, SourceRanges};
@@ -118,6 +119,10 @@ pub struct Part {
     pub service_nodeports: Vec<Dispatch<NodePortKey>>,
     pub no_endpoint_nodeports: Vec<Dispatch<NodePortKey>>,
     pub firewall_ips: Vec<Dispatch<VipKey>>,
+    /// Counter objects of the service ports (main table; see `counters`).
+    pub counters: Vec<String>,
+    pub service_counters: Vec<CounterRef<VipKey>>,
+    pub nodeport_counters: Vec<CounterRef<NodePortKey>>,
 }
 
 impl Part {
@@ -134,6 +139,9 @@ impl Part {
         self.no_endpoint_nodeports
             .append(&mut other.no_endpoint_nodeports);
         self.firewall_ips.append(&mut other.firewall_ips);
+        self.counters.append(&mut other.counters);
+        self.service_counters.append(&mut other.service_counters);
+        self.nodeport_counters.append(&mut other.nodeport_counters);
     }
 }
 
@@ -458,6 +466,12 @@ fn finish_table(
     );
     fill_map(&mut sets.firewall_ips, part.firewall_ips, vip_key);
     sets.insert_into(&mut table);
+    counters::fill(
+        &mut table,
+        part.counters,
+        part.service_counters,
+        part.nodeport_counters,
+    );
     std::iter::once(table).chain(shards.into_values()).collect()
 }
 

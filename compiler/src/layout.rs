@@ -12,6 +12,7 @@ use nftproxy_rules::{
     MetaKey, PayloadField, RejectKind, Rule, Set, SetFlag, Stmt, Table, Value, Verdict,
 };
 
+use crate::counters;
 use crate::family::IpFamily;
 
 /// The name of both main tables (`ip nftproxy`, `ip6 nftproxy`).
@@ -143,6 +144,17 @@ pub fn skeleton(
     let reject = Rule::new(vec![Stmt::Reject(RejectKind::PortUnreachable)]);
     table.insert_chain(Chain::regular(REJECT_CHAIN).with_rule(reject));
     table.insert_chain(masquerading(family, mark));
+    for map in counters::maps(family) {
+        table.insert_set(map);
+    }
+    let counting = counters::rules(family, nodeport_condition(family, all_local));
+    for chain in ["filter-prerouting-pre-dnat", "filter-output-pre-dnat"] {
+        table.chains.update(chain, |c| {
+            for (i, rule) in counting.iter().enumerate() {
+                c.rules.insert(i, rule.clone());
+            }
+        });
+    }
     table
 }
 
@@ -286,8 +298,23 @@ fn dispatch(family: IpFamily, map: &str) -> Rule {
 /// `ip daddr @nodeport-ips meta l4proto . th dport vmap @map`, or with `all_local`
 /// `fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @map`.
 fn nodeport_dispatch(family: IpFamily, all_local: bool, map: &str) -> Rule {
+    let mut stmts = nodeport_condition(family, all_local);
+    let key = Expr::Concat(vec![
+        Expr::Meta(MetaKey::L4proto),
+        Expr::Payload(PayloadField::ThDport),
+    ]);
+    stmts.push(Stmt::Vmap {
+        key,
+        map: map.to_owned(),
+    });
+    Rule::new(stmts)
+}
+
+/// The NodePort address condition: `ip daddr @nodeport-ips`, or with `all_local`
+/// `fib daddr type local ip daddr != 127.0.0.0/8`.
+fn nodeport_condition(family: IpFamily, all_local: bool) -> Vec<Stmt> {
     let daddr = || Expr::Payload(family.daddr());
-    let mut stmts = if all_local {
+    if all_local {
         let loopback = match family {
             IpFamily::V4 => IpNet::from(Ipv4Net::new_assert(Ipv4Addr::LOCALHOST, 8)),
             IpFamily::V6 => IpNet::from(Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128)),
@@ -301,16 +328,7 @@ fn nodeport_dispatch(family: IpFamily, all_local: bool, map: &str) -> Rule {
         ]
     } else {
         vec![Stmt::is_in(daddr(), Expr::SetRef(NODEPORT_IPS.to_owned()))]
-    };
-    let key = Expr::Concat(vec![
-        Expr::Meta(MetaKey::L4proto),
-        Expr::Payload(PayloadField::ThDport),
-    ]);
-    stmts.push(Stmt::Vmap {
-        key,
-        map: map.to_owned(),
-    });
-    Rule::new(stmts)
+    }
 }
 
 /// `ip daddr @cluster-ips reject`, then `ip daddr @service-cidrs drop`.

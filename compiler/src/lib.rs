@@ -21,6 +21,7 @@ pub mod snapshot;
 mod affinity;
 mod cidrs;
 mod conflict;
+mod counters;
 mod describe;
 mod emit;
 mod endpoints;
@@ -48,6 +49,7 @@ mod tests;
 mod udp;
 
 pub use config::{CompileConfig, DetectLocal};
+pub use counters::{CounterLabels, NODEPORT_COUNTERS, SERVICE_COUNTERS, parse_counter_name};
 pub use describe::{
     Description, FamilyDescription, NoLocalEndpoints, PortDescription, ServiceDescription, describe,
 };

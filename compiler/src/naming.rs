@@ -20,6 +20,8 @@ pub struct PortNames {
     pub chain: String,
     /// `ns/name:port`: the comment of the port's map elements.
     pub comment: String,
+    /// `counter-HASH-ns/name/proto/port`: the port's counter object (same hash as `chain`).
+    pub counter: String,
 }
 
 impl PortNames {
@@ -41,9 +43,16 @@ impl PortNames {
             "/",
             label,
         ];
+        let chain = chain_name("service-", "", &identity);
+        let counter = [
+            crate::counters::COUNTER_PREFIX,
+            chain.strip_prefix("service-").unwrap_or(&chain),
+        ]
+        .concat();
         PortNames {
-            chain: chain_name("service-", "", &identity),
+            chain,
             comment: [namespace, "/", name, ":", label].concat(),
+            counter,
         }
     }
 }
@@ -111,6 +120,12 @@ impl AffinityNames {
         ];
         chain_name("affinity-", "affinity-", &identity)
     }
+}
+
+/// `counter-HASH-IDENTITY` for the identity `NAMESPACE/NAME/PROTO/PORT` (the hash of the
+/// `service-…` chain): what [`crate::counters::parse_counter_name`] checks a name against.
+pub fn counter_name(identity: &str) -> String {
+    chain_name(crate::counters::COUNTER_PREFIX, "", &[identity])
 }
 
 /// `NAMESPACE/NAME/PROTO/PORT`: what the names of a service port's external chains and

@@ -175,6 +175,10 @@ pub fn service(
                 udp_targets.add(&outcome);
             }
             fragment.add_port(ip, port, &names, outcome, affinity);
+            let counted = (port.protocol.l4(), port.port);
+            if external.is_none() {
+                fragment.add_counters(&names.counter, counted, &[ip], None);
+            }
             if let Some(external) = &external {
                 let firewall = FirewallPort {
                     port,
@@ -195,6 +199,8 @@ pub fn service(
                     policy: service.external.policy,
                     affinity,
                 };
+                let ips: Vec<IpAddr> = std::iter::once(ip).chain(ext.ips.iter().copied()).collect();
+                fragment.add_counters(&names.counter, counted, &ips, ext.node_port);
                 let select = |policy| select::select(slices, port, family, policy, this_node);
                 let (cluster, local) =
                     (select(TrafficPolicy::Cluster), select(TrafficPolicy::Local));

@@ -40,6 +40,7 @@ fn check(
 ) {
     let got = compiler.compile(snapshot, config);
     let want = compile(snapshot, config);
+    counters_are_named_by_their_maps(&want.ruleset, step);
     if *got == want {
         return;
     }
@@ -61,6 +62,26 @@ fn check(
         "{step}: rulesets (equal renderings)"
     );
     assert_eq!(*got, want, "{step}");
+}
+
+/// Every counter object of a table is named by an element of its counter maps, and every
+/// element names a declared counter: the counters follow the services exactly.
+fn counters_are_named_by_their_maps(ruleset: &nftproxy_rules::Ruleset, step: &str) {
+    use nftproxy_compiler::{NODEPORT_COUNTERS, SERVICE_COUNTERS};
+    for table in ruleset.tables.values() {
+        let named: std::collections::BTreeSet<&str> = [SERVICE_COUNTERS, NODEPORT_COUNTERS]
+            .iter()
+            .filter_map(|m| table.sets.get(*m))
+            .flat_map(|m| m.elements.values())
+            .filter_map(|e| match &e.value {
+                Some(nftproxy_rules::Value::ObjRef(c)) => Some(c.as_str()),
+                _ => None,
+            })
+            .collect();
+        let declared: std::collections::BTreeSet<&str> =
+            table.counters.keys().map(String::as_str).collect();
+        assert_eq!(named, declared, "{step}: counters of {}", table.id());
+    }
 }
 
 /// Lines only `want` has (`-`) and lines only `got` has (`+`).

@@ -312,6 +312,16 @@ pub fn follow(held: &mut Ruleset, transaction: &Transaction, desired: &Ruleset) 
                         .for_each(|e| drop(s.elements.remove(&e.key)));
                 });
             }
+            Op::AddCounter { table, counter } => {
+                if let Some(t) = held.table_mut(table) {
+                    t.insert_counter(counter.as_str());
+                }
+            }
+            Op::DeleteCounter { table, counter } => {
+                if let Some(t) = held.table_mut(table) {
+                    t.counters.remove(counter);
+                }
+            }
         }
     }
 }

@@ -269,3 +269,36 @@ fn a_batch_of_many_elements_is_split_into_messages_and_lands_whole() {
     }
     assert_eq!(listed(&kernel), expected);
 }
+
+#[test]
+fn a_service_removed_and_added_back_with_its_counters_goes_as_batches() {
+    if !kernel_tests_enabled("a_service_removed_and_added_back_with_its_counters_goes_as_batches") {
+        return;
+    }
+    let ns = NetNs::new("batch-counters");
+    let (kernel, model) = every_service_type_in(&ns);
+    let (name, path) = fixtures::fixtures()
+        .into_iter()
+        .find(|(name, _)| name == "every-service-type")
+        .unwrap();
+    let (mut snapshot, config) = fixtures::load(&name, &path);
+    // The LoadBalancer service has a ClusterIP, LB IPs and NodePorts: every counter map.
+    snapshot
+        .services
+        .retain(|s| s.metadata.name.as_deref() != Some("load-balancer"));
+    let without = compile(&snapshot, &config).ruleset;
+    let counters = |r: &Ruleset| -> usize { r.tables.values().map(|t| t.counters.len()).sum() };
+    assert!(counters(&without) < counters(&model));
+    for (from, to, op) in [
+        (&model, &without, "delete counter"),
+        (&without, &model, "add counter"),
+    ] {
+        let tx = diff(from, to).unwrap();
+        let ops = tx.ops.iter().filter(|o| o.to_string().starts_with(op));
+        assert!(ops.count() >= 2, "no {op} in\n{tx}");
+        kernel
+            .apply_batch(&tx, &[to, from])
+            .unwrap_or_else(|e| panic!("{op}: not sent as a batch: {e}\n{tx}"));
+        assert_eq!(&listed(&kernel), to, "after the batch with {op}");
+    }
+}

@@ -2,14 +2,15 @@
 //!
 //! It exists to check `diff` without a kernel: every op is refused exactly where nf_tables
 //! would refuse it (a reference to a missing chain or set, a jump into a loop or to a base
-//! chain, deleting a chain that is referenced or not empty, deleting a set a rule uses,
+//! chain, deleting a chain that is referenced or not empty, deleting a set a rule uses or a
+//! counter a map element names,
 //! deleting something missing, adding to a missing table). `add` of something that exists
 //! with the same declaration is a no-op, as with nft's `add`; so is adding an element that
 //! exists unchanged. The kernel keeps a transaction all or nothing, and so does `apply_to`:
 //! it works on a copy and returns it only if every op succeeded.
 
 use crate::expr::{Stmt, Value};
-use crate::graph::{ChainGraph, map_targets, rule_refers_to_set, stmt_set_refs};
+use crate::graph::{ChainGraph, map_counters, map_targets, rule_refers_to_set, stmt_set_refs};
 use crate::model::{Element, Rule, Ruleset, Set, Table, TableId};
 use crate::render_nft::op_is_noop;
 use crate::transaction::{Op, Transaction};
@@ -35,6 +36,10 @@ pub enum Refusal {
     Loop(Vec<String>),
     #[error("vmap on {0}, which is not a verdict map")]
     NotVerdictMap(String),
+    #[error("counter lookup in {0}, which is not a counter map")]
+    NotCounterMap(String),
+    #[error("counter {0} does not exist")]
+    MissingCounter(String),
     #[error("element {0} has {1} key parts, the set's key has {2}")]
     KeyArity(String, usize, usize),
     #[error("element {0} has a value but the set is not a map, or the reverse")]
@@ -115,6 +120,20 @@ pub enum ApplyError {
         index: usize,
         table: TableId,
         set: String,
+        refusal: Refusal,
+    },
+    #[error("op {index}: add counter {table} {counter}: {refusal}")]
+    AddCounter {
+        index: usize,
+        table: TableId,
+        counter: String,
+        refusal: Refusal,
+    },
+    #[error("op {index}: delete counter {table} {counter}: {refusal}")]
+    DeleteCounter {
+        index: usize,
+        table: TableId,
+        counter: String,
         refusal: Refusal,
     },
 }
@@ -223,6 +242,24 @@ fn name_refusal(index: usize, op: &Op, refusal: Refusal) -> ApplyError {
                 refusal,
             }
         }
+        Op::AddCounter { table, counter } => {
+            let (table, counter) = t(table, counter);
+            ApplyError::AddCounter {
+                index,
+                table,
+                counter,
+                refusal,
+            }
+        }
+        Op::DeleteCounter { table, counter } => {
+            let (table, counter) = t(table, counter);
+            ApplyError::DeleteCounter {
+                index,
+                table,
+                counter,
+                refusal,
+            }
+        }
     }
 }
 
@@ -298,7 +335,27 @@ fn run_op(state: &mut Ruleset, op: &Op) -> Result<(), Refusal> {
             }
             Ok(())
         }
+        Op::AddCounter { table, counter } => {
+            table_mut(state, table)?.insert_counter(counter.as_str());
+            Ok(())
+        }
+        Op::DeleteCounter { table, counter } => delete_counter(table_mut(state, table)?, counter),
     }
+}
+
+fn delete_counter(t: &mut Table, counter: &str) -> Result<(), Refusal> {
+    if !t.counters.contains_key(counter) {
+        return Err(Refusal::MissingCounter(counter.to_string()));
+    }
+    if let Some(set) = t
+        .sets
+        .values()
+        .find(|s| map_counters(s).any(|c| c == counter))
+    {
+        return Err(Refusal::StillReferenced(format!("map {}", set.name)));
+    }
+    t.counters.remove(counter);
+    Ok(())
 }
 
 fn key_text(e: &Element) -> String {
@@ -392,6 +449,11 @@ fn add_rule(t: &mut Table, chain: &str, rule: &Rule) -> Result<(), Refusal> {
         {
             return Err(Refusal::NotVerdictMap(map.clone()));
         }
+        if let Stmt::CounterMap { map, .. } = stmt
+            && t.sets[map].value != Some(crate::model::DataType::Counter)
+        {
+            return Err(Refusal::NotCounterMap(map.clone()));
+        }
     }
     t.chains.update(chain, |c| c.push(rule.clone()));
     let adds_edges = rule
@@ -415,6 +477,11 @@ fn check_element(t: &Table, set: &Set, e: &Element) -> Result<(), Refusal> {
         && let Some(target) = v.target()
     {
         check_target(t, target)?;
+    }
+    if let Some(Value::ObjRef(counter)) = &e.value
+        && !t.counters.contains_key(counter.as_str())
+    {
+        return Err(Refusal::MissingCounter(counter.clone()));
     }
     Ok(())
 }

@@ -265,3 +265,75 @@ fn adding_to_a_missing_table_is_refused() {
         }
     ));
 }
+
+const COUNTER: &str = "counter-ABCDEFGH-default/web/tcp/http";
+
+#[test]
+fn deleting_a_counter_a_map_element_names_is_refused() {
+    let t = tx(vec![Op::DeleteCounter {
+        table: ip(),
+        counter: COUNTER.into(),
+    }]);
+    let err = t.apply_to(&every_construct()).unwrap_err();
+    assert!(matches!(
+        err,
+        ApplyError::DeleteCounter { refusal: Refusal::StillReferenced(m), .. } if m == "map service-counters"
+    ));
+}
+
+#[test]
+fn a_counter_map_element_naming_a_missing_counter_is_refused() {
+    let t = tx(vec![Op::AddElements {
+        table: ip(),
+        set: "service-counters".into(),
+        elements: vec![Element::mapping(
+            vec![
+                Value::Ipv4([198, 19, 0, 99].into()),
+                Value::Proto(crate::expr::L4Proto::Udp),
+                Value::Port(53),
+            ],
+            Value::ObjRef("nope".into()),
+        )],
+    }]);
+    let err = t.apply_to(&every_construct()).unwrap_err();
+    assert!(matches!(
+        err,
+        ApplyError::AddElements { refusal: Refusal::MissingCounter(c), .. } if c == "nope"
+    ));
+}
+
+#[test]
+fn counting_through_a_verdict_map_is_refused() {
+    let t = tx(vec![Op::AddRule {
+        table: ip(),
+        chain: "services".into(),
+        rule: Rule::new(vec![Stmt::CounterMap {
+            key: Expr::Payload(PayloadField::ThDport),
+            map: "service-ips".into(),
+        }]),
+    }]);
+    let err = t.apply_to(&every_construct()).unwrap_err();
+    assert!(matches!(
+        err,
+        ApplyError::AddRule { refusal: Refusal::NotCounterMap(m), .. } if m == "service-ips"
+    ));
+}
+
+#[test]
+fn an_unused_counter_is_deleted_and_a_new_one_added() {
+    let idle = "counter-IJKLMNOP-default/idle/udp/53";
+    let t = tx(vec![
+        Op::DeleteCounter {
+            table: ip(),
+            counter: idle.into(),
+        },
+        Op::AddCounter {
+            table: ip(),
+            counter: "fresh".into(),
+        },
+    ]);
+    let after = t.apply_to(&every_construct()).unwrap();
+    let table = after.table(&ip()).unwrap();
+    assert!(!table.counters.contains_key(idle));
+    assert!(table.counters.contains_key("fresh"));
+}

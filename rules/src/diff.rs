@@ -11,7 +11,8 @@
 //! 1. delete removed tables, add new tables, sets and chains (declarations only);
 //! 2. delete stale elements, flush every chain whose rules change or that must go
 //!    (this removes every reference to what is about to be deleted);
-//! 3. delete sets, then chains (referrers before referents, by the old reference graph);
+//! 3. delete sets, then chains (referrers before referents, by the old reference graph),
+//!    then counter objects (no element names them any more after steps 2 and 3);
 //! 4. re-add recreated declarations, then add elements, then rules.
 //!
 //! After step 2 the reference graph is a subgraph of the old one, and every edge added in
@@ -101,6 +102,7 @@ struct Steps {
     flushes: Vec<Op>,
     delete_sets: Vec<Op>,
     delete_chains: Vec<Op>,
+    delete_counters: Vec<Op>,
     re_add_declarations: Vec<Op>,
     add_elements: Vec<Op>,
     add_rules: Vec<Op>,
@@ -115,6 +117,7 @@ impl Steps {
             self.flushes,
             self.delete_sets,
             self.delete_chains,
+            self.delete_counters,
             self.re_add_declarations,
             self.add_elements,
             self.add_rules,
@@ -188,6 +191,8 @@ struct TableDiff<'a> {
     recreated_chains: BTreeSet<&'a str>,
     /// Chains in both versions that are flushed and refilled.
     refilled_chains: BTreeSet<&'a str>,
+    added_counters: Vec<&'a str>,
+    removed_counters: Vec<&'a str>,
 }
 
 impl<'a> TableDiff<'a> {
@@ -204,11 +209,33 @@ impl<'a> TableDiff<'a> {
             added_chains: Vec::new(),
             recreated_chains: BTreeSet::new(),
             refilled_chains: BTreeSet::new(),
+            added_counters: Vec::new(),
+            removed_counters: Vec::new(),
         };
+        d.compare_counters()?;
         d.compare_sets()?;
         d.compare_chains()?;
         d.refill_referrers_of_recreated();
         Ok(d)
+    }
+
+    /// Walks only the counter shards whose digests differ. A counter is only a name, so it
+    /// is added or removed, never changed.
+    fn compare_counters(&mut self) -> Result<(), DiffError> {
+        let shards = self.old.counters.shard_pairs(&self.new.counters, false);
+        for (name, side) in shards.flat_map(|(o, n)| merge(o, n)) {
+            match side {
+                Side::Old(_) => self.removed_counters.push(name),
+                Side::New(c) => {
+                    check_key("counter", name, &c.name)?;
+                    self.added_counters.push(name);
+                }
+                Side::Both(..) => {}
+            }
+        }
+        self.added_counters.sort_unstable();
+        self.removed_counters.sort_unstable();
+        Ok(())
     }
 
     fn compare_sets(&mut self) -> Result<(), DiffError> {
@@ -285,6 +312,18 @@ impl<'a> TableDiff<'a> {
 
     fn emit(self, steps: &mut Steps) {
         let id = self.id;
+        for name in &self.added_counters {
+            steps.add_declarations.push(Op::AddCounter {
+                table: id.clone(),
+                counter: name.to_string(),
+            });
+        }
+        for name in &self.removed_counters {
+            steps.delete_counters.push(Op::DeleteCounter {
+                table: id.clone(),
+                counter: name.to_string(),
+            });
+        }
         for set in &self.added_sets {
             steps.add_declarations.push(Op::AddSet {
                 table: id.clone(),

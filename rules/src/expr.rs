@@ -62,6 +62,8 @@ pub enum Value {
     CtFlag(CtFlag),
     /// A `fib ... type` result such as `local`.
     AddrType(AddrType),
+    /// The name of a stateful object (a counter): the value of a `counter` map's element.
+    ObjRef(String),
 }
 
 impl Value {
@@ -330,6 +332,13 @@ pub enum Stmt {
     SetMark(Expr),
     Reject(RejectKind),
     Counter,
+    /// `counter name KEY map @MAP`: counts the packet in the counter object that the
+    /// element of the `counter` map `MAP` for `KEY` names. Without an element the rule
+    /// ends there, as after a failed match (the kernel's objref lookup breaks the rule).
+    CounterMap {
+        key: Expr,
+        map: String,
+    },
     /// `update @set { key }`: add or refresh an element from the packet (affinity).
     UpdateSet {
         set: String,

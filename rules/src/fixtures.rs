@@ -17,6 +17,7 @@ use crate::model::{
 };
 
 const MARK: u32 = 0x4000;
+const COUNTER: &str = "counter-ABCDEFGH-default/web/tcp/http";
 
 fn v4(a: u8, b: u8, c: u8, d: u8) -> Value {
     Value::Ipv4(Ipv4Addr::new(a, b, c, d))
@@ -274,6 +275,15 @@ fn sets(a: &FamilyAddrs, service: &str) -> Vec<Set> {
         ],
         Value::Verdict(Verdict::Jump(service.into())),
     ));
+    let mut counters = Set::map("service-counters", dispatch.clone(), DataType::Counter);
+    counters.insert(Element::mapping(
+        vec![
+            a.vips[0].clone(),
+            Value::Proto(L4Proto::Tcp),
+            Value::Port(80),
+        ],
+        Value::ObjRef(COUNTER.into()),
+    ));
     let mut no_endpoints = Set::map("no-endpoint-services", dispatch, DataType::Verdict);
     no_endpoints.insert(
         Element::mapping(
@@ -330,6 +340,7 @@ fn sets(a: &FamilyAddrs, service: &str) -> Vec<Set> {
     }
     vec![
         service_ips,
+        counters,
         no_endpoints,
         nodeports,
         cluster_ips,
@@ -345,6 +356,8 @@ fn sets(a: &FamilyAddrs, service: &str) -> Vec<Set> {
 fn table(a: &FamilyAddrs) -> Table {
     let service = "service-ABCDEFGH-default/web/tcp/http";
     let mut table = Table::new(a.family, "nftproxy");
+    table.insert_counter(COUNTER);
+    table.insert_counter("counter-IJKLMNOP-default/idle/udp/53");
     for set in sets(a, service) {
         table.insert_set(set);
     }
@@ -354,6 +367,13 @@ fn table(a: &FamilyAddrs) -> Table {
     table.insert_chain(masquerading(a.family));
     table.insert_chain(services(a.family, a.pod_cidr));
     table.insert_chain(service_chain(service, a.family, a.endpoints));
+    let count = Rule::new(vec![Stmt::CounterMap {
+        key: dispatch_key(a.family),
+        map: "service-counters".into(),
+    }]);
+    table
+        .chains
+        .update("filter-prerouting-pre-dnat", |c| c.push(count));
     table
 }
 

@@ -42,6 +42,13 @@ pub enum GraphError {
         chain: String,
         set: String,
     },
+    /// A map element names a counter object that does not exist.
+    #[error("table {table}: map {map} names missing counter {counter}")]
+    MissingCounter {
+        table: TableId,
+        map: String,
+        counter: String,
+    },
     /// Chains that jump into each other (directly or through verdict maps).
     #[error("table {table}: jump loop through chains {}", chains.join(", "))]
     Loop { table: TableId, chains: Vec<String> },
@@ -70,6 +77,10 @@ pub fn stmt_set_refs<'a>(stmt: &'a Stmt, f: &mut impl FnMut(&'a str)) {
             f(set);
             expr_refs(key, f);
         }
+        Stmt::CounterMap { key, map } => {
+            expr_refs(key, f);
+            f(map);
+        }
         Stmt::SetMark(e) => expr_refs(e, f),
         _ => {}
     }
@@ -82,6 +93,14 @@ pub fn rule_refers_to_set(rule: &Rule, name: &str) -> bool {
         stmt_set_refs(stmt, &mut |s| found |= s == name);
     }
     found
+}
+
+/// The counter objects the elements of a `counter` map name.
+pub fn map_counters(set: &Set) -> impl Iterator<Item = &str> {
+    set.elements.values().filter_map(|e| match &e.value {
+        Some(Value::ObjRef(name)) => Some(name.as_str()),
+        _ => None,
+    })
 }
 
 /// The chains the elements of a verdict map jump/go to.
@@ -190,6 +209,13 @@ pub fn validate(table: &Table) -> Result<(), GraphError> {
     for (name, set) in &table.sets {
         for target in map_targets(set) {
             check_target(table, &id, || format!("map {name}"), target)?;
+        }
+        if let Some(counter) = map_counters(set).find(|c| !table.counters.contains_key(*c)) {
+            return Err(GraphError::MissingCounter {
+                table: id,
+                map: name.clone(),
+                counter: counter.to_string(),
+            });
         }
     }
     match ChainGraph::new(table).loops().into_iter().next() {

@@ -14,6 +14,7 @@ pub mod expr;
 pub mod fixtures;
 pub mod graph;
 pub mod model;
+pub mod object;
 pub mod parse_json;
 pub mod render_json;
 pub mod render_nft;
@@ -31,5 +32,6 @@ pub use model::{
     BaseChain, Chain, ChainType, DataType, Element, ElementKey, Family, Hook, Policy, Rule, Rules,
     Ruleset, Set, SetFlag, Stmts, Table, TableId,
 };
+pub use object::Counter;
 pub use parse_json::ParseError;
 pub use transaction::{Op, Transaction, creation_ops};

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 use crate::digest::{DigestMap, EntryDigest, digest};
 use crate::expr::{Stmt, Value};
+use crate::object::Counter;
 
 /// Address family of a table (`nft add table <family> <name>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -88,7 +89,7 @@ impl Ruleset {
     }
 }
 
-/// One table with its chains and sets (maps are sets with a value type).
+/// One table with its chains, sets (maps are sets with a value type) and counter objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
     pub family: Family,
@@ -99,6 +100,9 @@ pub struct Table {
     /// Chains by name, sharded with digests: a diff walks only the shards that changed.
     pub chains: DigestMap<String, Chain>,
     pub sets: BTreeMap<String, Set>,
+    /// Named counter objects by name, sharded with digests (thousands of them: one per
+    /// service port), so a diff walks only the shards that changed.
+    pub counters: DigestMap<String, Counter>,
 }
 
 impl Table {
@@ -109,10 +113,11 @@ impl Table {
             comment: None,
             chains: DigestMap::new(),
             sets: BTreeMap::new(),
+            counters: DigestMap::new(),
         }
     }
 
-    /// The table without chains or sets: what `add table` creates.
+    /// The table without chains, sets or counters: what `add table` creates.
     pub fn declaration(&self) -> Table {
         Table {
             family: self.family,
@@ -120,6 +125,7 @@ impl Table {
             comment: self.comment.clone(),
             chains: DigestMap::new(),
             sets: BTreeMap::new(),
+            counters: DigestMap::new(),
         }
     }
 
@@ -135,6 +141,12 @@ impl Table {
     /// Inserts a set or map, replacing one with the same name.
     pub fn insert_set(&mut self, set: Set) {
         self.sets.insert(set.name.clone(), set);
+    }
+
+    /// Declares a counter object (a no-op if it exists).
+    pub fn insert_counter(&mut self, name: impl Into<String>) {
+        let counter = Counter::new(name);
+        self.counters.insert(counter.name.clone(), counter);
     }
 }
 
@@ -422,6 +434,8 @@ pub enum DataType {
     Mark,
     Ifname,
     Verdict,
+    /// A reference to a counter object (map values only: `type ... : counter`).
+    Counter,
 }
 
 impl DataType {
@@ -434,6 +448,7 @@ impl DataType {
             DataType::Mark => "mark",
             DataType::Ifname => "ifname",
             DataType::Verdict => "verdict",
+            DataType::Counter => "counter",
         }
     }
 }

@@ -61,6 +61,7 @@ enum Kind {
     CtFlag,
     AddrType,
     Verdict,
+    ObjRef,
 }
 
 impl From<DataType> for Kind {
@@ -72,6 +73,7 @@ impl From<DataType> for Kind {
             DataType::Mark => Kind::Int,
             DataType::Ifname => Kind::Ifname,
             DataType::Verdict => Kind::Verdict,
+            DataType::Counter => Kind::ObjRef,
         }
     }
 }
@@ -193,6 +195,8 @@ fn parse_item(
     match kind {
         "chain" => table.insert_chain(parse_chain(body, ctx)?),
         "set" | "map" => table.insert_set(parse_set(body, ctx)?),
+        // The listed `packets` and `bytes` are the kernel's, not configuration.
+        "counter" => table.insert_counter(ctx.str(body, "name")?),
         "rule" => {
             let chain_name = ctx.str(body, "chain")?;
             let ctx = ctx.within(format_args!("rule in chain {chain_name}"));
@@ -257,6 +261,7 @@ fn data_type(ctx: &Ctx, json: &Json) -> Result<DataType> {
         Some("mark") => DataType::Mark,
         Some("ifname") => DataType::Ifname,
         Some("verdict") => DataType::Verdict,
+        Some("counter") => DataType::Counter,
         _ => return Err(ctx.unsupported("data type", json)),
     })
 }

@@ -109,3 +109,37 @@ fn a_document_without_nftables_array_is_refused() {
     let err = Ruleset::from_nft_json(&json!({"x": 1}), &[]).unwrap_err();
     assert_eq!(err, ParseError::ReadDocument);
 }
+
+#[test]
+fn counter_objects_parse_without_their_counts_and_counter_maps_name_them() {
+    let listing = json!({"nftables": [
+        {"table": {"family": "ip", "name": "nftproxy"}},
+        {"counter": {"family": "ip", "name": "counter-X-ns/a/tcp/80", "table": "nftproxy",
+                     "handle": 2, "packets": 17, "bytes": 2040}},
+        {"map": {"family": "ip", "name": "m", "table": "nftproxy", "type": "inet_service",
+                 "handle": 3, "map": "counter", "elem": [[80, "counter-X-ns/a/tcp/80"]]}},
+        {"chain": {"family": "ip", "table": "nftproxy", "name": "c"}},
+        {"rule": {"family": "ip", "table": "nftproxy", "chain": "c", "handle": 9, "expr": [
+            {"counter": {"map": {"key": {"payload": {"protocol": "th", "field": "dport"}},
+                                 "data": "@m"}}}
+        ]}},
+    ]});
+    let parsed = Ruleset::from_nft_json(&listing, &[ip_nftproxy()]).unwrap();
+    let mut table = Table::new(Family::Ip, "nftproxy");
+    table.insert_counter("counter-X-ns/a/tcp/80");
+    let mut map = Set::map("m", vec![DataType::InetService], DataType::Counter);
+    map.insert(Element::mapping(
+        vec![Value::Port(80)],
+        Value::ObjRef("counter-X-ns/a/tcp/80".into()),
+    ));
+    table.insert_set(map);
+    table.insert_chain(
+        Chain::regular("c").with_rule(Rule::new(vec![Stmt::CounterMap {
+            key: Expr::Payload(PayloadField::ThDport),
+            map: "m".into(),
+        }])),
+    );
+    let mut expected = Ruleset::new();
+    expected.insert_table(table);
+    assert_eq!(parsed, expected);
+}

@@ -31,6 +31,13 @@ pub(super) fn parse_stmt(json: &Json, ctx: &Ctx, out: &mut Vec<Stmt>) -> Result<
         }
         "reject" => parse_reject(body, ctx)?,
         "counter" if body.is_null() || body.get("packets").is_some() => Stmt::Counter,
+        "counter" if body.get("map").is_some() => {
+            let map = body.get("map").unwrap_or(&Json::Null);
+            Stmt::CounterMap {
+                key: parse_expr(map.get("key").unwrap_or(&Json::Null), ctx)?,
+                map: set_ref(ctx, map.get("data").unwrap_or(&Json::Null))?,
+            }
+        }
         "set" if body.get("op").and_then(Json::as_str) == Some("update") => Stmt::UpdateSet {
             set: set_ref(ctx, body.get("set").unwrap_or(&Json::Null))?,
             key: parse_expr(body.get("elem").unwrap_or(&Json::Null), ctx)?,
@@ -385,6 +392,7 @@ pub(super) fn parse_value(json: &Json, kind: Kind, ctx: &Ctx) -> Result<Value> {
             _ => None,
         },
         Kind::Verdict => return parse_verdict(json, ctx).map(Value::Verdict),
+        Kind::ObjRef => json.as_str().map(|name| Value::ObjRef(name.to_string())),
     };
     value.ok_or_else(|| ctx.unsupported("literal", json))
 }

@@ -1,8 +1,9 @@
 //! Renders the model as libnftables JSON (`nft -j -f`), the form the controller sends.
 //!
 //! A whole ruleset becomes the commands that create it from nothing, ordered so that every
-//! reference resolves when the kernel meets it: tables, then sets and maps, then chains,
-//! then set elements (verdicts may name chains), then rules. A transaction becomes one
+//! reference resolves when the kernel meets it: tables, then counter objects, then sets and
+//! maps, then chains, then set elements (verdicts may name chains, counter maps name
+//! counters), then rules. A transaction becomes one
 //! command object per op. The JSON shapes are the ones nft 1.0.6's parser accepts; where
 //! nft offers several spellings this module picks one and always uses it. Comments and
 //! interface names are sanitised exactly as in the script renderer, so loading either form
@@ -173,6 +174,10 @@ fn op_json(op: &Op) -> Json {
             set,
             elements,
         } => json!({"delete": {"element": elements_json(table, set, elements, true)}}),
+        Op::AddCounter { table, counter } => command("add", "counter", object(table, counter)),
+        Op::DeleteCounter { table, counter } => {
+            command("delete", "counter", object(table, counter))
+        }
     }
 }
 
@@ -226,6 +231,7 @@ pub(crate) fn value_json(v: &Value) -> Json {
         Value::Verdict(v) => verdict_json(v),
         Value::CtFlag(f) => json!(f.keyword()),
         Value::AddrType(t) => json!(t.keyword()),
+        Value::ObjRef(name) => json!(name),
     }
 }
 
@@ -301,6 +307,9 @@ fn stmt_json(s: &Stmt, family: Family) -> Json {
         Stmt::Reject(RejectKind::PortUnreachable) => json!({"reject": null}),
         Stmt::Reject(RejectKind::TcpReset) => json!({"reject": {"type": "tcp reset"}}),
         Stmt::Counter => json!({"counter": null}),
+        Stmt::CounterMap { key, map } => {
+            json!({"counter": {"map": {"key": expr_json(key), "data": format!("@{map}")}}})
+        }
         Stmt::UpdateSet { set, key } => json!({"set": {
             "op": "update",
             "elem": expr_json(key),
@@ -333,6 +342,7 @@ mod tests {
             .collect();
         let rank = |k: &str| match k {
             "table" => 0,
+            "counter" => 1,
             "set" | "map" => 1,
             "chain" => 2,
             "element" => 3,

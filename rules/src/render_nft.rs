@@ -107,6 +107,7 @@ impl Display for Value {
             Value::Verdict(v) => write!(f, "{v}"),
             Value::CtFlag(flag) => f.write_str(flag.keyword()),
             Value::AddrType(t) => f.write_str(t.keyword()),
+            Value::ObjRef(name) => write!(f, "\"{}\"", Name(name)),
         }
     }
 }
@@ -195,6 +196,7 @@ impl Display for InFamily<'_, Stmt> {
             Stmt::Reject(RejectKind::PortUnreachable) => f.write_str("reject"),
             Stmt::Reject(RejectKind::TcpReset) => f.write_str("reject with tcp reset"),
             Stmt::Counter => f.write_str("counter"),
+            Stmt::CounterMap { key, map } => write!(f, "counter name {key} map @{}", Name(map)),
             Stmt::UpdateSet { set, key } => write!(f, "update @{} {{ {key} }}", Name(set)),
         }
     }
@@ -332,7 +334,8 @@ impl Display for Chain {
     }
 }
 
-/// Writes `table FAMILY NAME { ... }`: comment, sets and maps, then chains.
+/// Writes `table FAMILY NAME { ... }`: comment, counters (one line each, as a block),
+/// sets and maps, then chains.
 impl Display for Table {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         writeln!(f, "table {} {} {{", self.family, Name(&self.name))?;
@@ -340,6 +343,10 @@ impl Display for Table {
             writeln!(f, "\t{}", Comment(c))?;
         }
         let mut first = true;
+        for name in self.counters.keys() {
+            first = false;
+            writeln!(f, "\tcounter {} {{ }}", Name(name))?;
+        }
         for set in self.sets.values() {
             if !std::mem::take(&mut first) {
                 f.write_str("\n")?;
@@ -468,6 +475,12 @@ impl Display for Op {
             } => {
                 write!(f, "delete element {} {} ", TableRef(table), Name(set))?;
                 write_elements(f, elements, true)
+            }
+            Op::AddCounter { table, counter } => {
+                write!(f, "add counter {} {}", TableRef(table), Name(counter))
+            }
+            Op::DeleteCounter { table, counter } => {
+                write!(f, "delete counter {} {}", TableRef(table), Name(counter))
             }
         }
     }

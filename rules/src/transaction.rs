@@ -42,6 +42,10 @@ pub enum Op {
         set: String,
         elements: Vec<Element>,
     },
+    /// `add counter`: declares a named counter object (zero counts).
+    AddCounter { table: TableId, counter: String },
+    /// `delete counter`: no map element may still name it.
+    DeleteCounter { table: TableId, counter: String },
 }
 
 /// An ordered list of operations, applied atomically.
@@ -99,14 +103,21 @@ impl Transaction {
 }
 
 /// The ops that create `ruleset` where none of its tables exist, in an order where every
-/// reference resolves: tables, sets and maps (declarations), chains (declarations), set
-/// elements (verdicts may name chains), then rules (which may name sets and chains).
+/// reference resolves: tables, counter objects, sets and maps (declarations), chains
+/// (declarations), set elements (verdicts may name chains, counter maps name counters),
+/// then rules (which may name sets and chains).
 pub fn creation_ops(ruleset: &crate::model::Ruleset) -> Vec<Op> {
     let tables = ruleset.tables.values();
     let mut ops: Vec<Op> = tables
         .clone()
         .map(|t| Op::AddTable(t.declaration()))
         .collect();
+    for t in tables.clone() {
+        ops.extend(t.counters.keys().map(|c| Op::AddCounter {
+            table: t.id(),
+            counter: c.clone(),
+        }));
+    }
     for t in tables.clone() {
         ops.extend(t.sets.values().map(|s| Op::AddSet {
             table: t.id(),

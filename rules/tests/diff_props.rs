@@ -25,7 +25,13 @@ const BASES: [(&str, ChainType, Hook, i32); 3] = [
     ("filter-input", ChainType::Filter, Hook::Input, 0),
     ("nat-postrouting", ChainType::Nat, Hook::Postrouting, 100),
 ];
-const SETS: [&str; 4] = ["addrs", "pairs", "ports-map", "dispatch"];
+const SETS: [&str; 5] = ["addrs", "pairs", "ports-map", "dispatch", "counters"];
+const COUNTERS: [&str; 3] = ["k0", "k1", "ns/k2/tcp/80"];
+
+/// A counter-map value: the name of one of the counter objects a table may declare.
+fn counter_ref() -> impl Strategy<Value = Value> {
+    prop::sample::select(COUNTERS.to_vec()).prop_map(|c| Value::ObjRef(c.to_string()))
+}
 
 fn addr() -> impl Strategy<Value = Value> {
     (0u8..6).prop_map(|i| Value::Ipv4(Ipv4Addr::new(198, 19, 0, i)))
@@ -104,6 +110,15 @@ fn set(name: &'static str) -> BoxedStrategy<Set> {
                 s
             })
             .boxed(),
+        "counters" => prop::collection::vec((port(), counter_ref()), 0..4)
+            .prop_map(|elems| {
+                let mut s = Set::map("counters", vec![DataType::InetService], DataType::Counter);
+                for (p, c) in elems {
+                    s.insert(Element::mapping(vec![p], c));
+                }
+                s
+            })
+            .boxed(),
         _ => prop::collection::vec((addr(), proto(), port(), map_verdict(), comment()), 0..6)
             .prop_map(|elems| {
                 let key = vec![
@@ -161,6 +176,11 @@ fn stmt(index: i32) -> BoxedStrategy<Stmt> {
             })
             .boxed(),
         Just(Stmt::Counter).boxed(),
+        Just(Stmt::CounterMap {
+            key: Expr::Payload(PayloadField::ThDport),
+            map: "counters".into(),
+        })
+        .boxed(),
         Just(Stmt::Verdict(Verdict::Accept)).boxed(),
         Just(Stmt::UpdateSet {
             set: "addrs".into(),
@@ -223,8 +243,10 @@ fn table(family: Family, name: &'static str) -> impl Strategy<Value = Table> {
         .iter()
         .map(|_| prop::option::of((rules(-1), any::<bool>())))
         .collect();
-    (sets, regular, bases).prop_map(move |(sets, regular, bases)| {
+    let counters = [any::<bool>(), any::<bool>(), any::<bool>()];
+    (sets, regular, bases, counters).prop_map(move |(sets, regular, bases, counters)| {
         let mut t = Table::new(family, name);
+        set_counters(&mut t, counters);
         for s in sets.into_iter().flatten() {
             t.insert_set(s);
         }
@@ -247,13 +269,25 @@ fn table(family: Family, name: &'static str) -> impl Strategy<Value = Table> {
     })
 }
 
-/// Removes rules and elements that refer to chains or sets the table does not have.
+/// Declares exactly the counters of `COUNTERS` whose flag is set.
+fn set_counters(t: &mut Table, present: [bool; 3]) {
+    t.counters.clear();
+    for (name, present) in COUNTERS.iter().zip(present) {
+        if present {
+            t.insert_counter(*name);
+        }
+    }
+}
+
+/// Removes rules and elements that refer to chains, sets or counters the table does not have.
 fn drop_dangling(t: &mut Table) {
     let chains: Vec<String> = t.chains.keys().cloned().collect();
     let sets: Vec<String> = t.sets.keys().cloned().collect();
+    let counters: Vec<String> = t.counters.keys().cloned().collect();
     for set in t.sets.values_mut() {
         set.elements.retain(|_, e| match &e.value {
             Some(Value::Verdict(v)) => v.target().is_none_or(|c| chains.iter().any(|n| n == c)),
+            Some(Value::ObjRef(c)) => counters.contains(c),
             _ => true,
         });
     }
@@ -292,6 +326,8 @@ enum Mutation {
     ReplaceChain(usize, Option<Vec<Rule>>),
     /// Remove one element of set number `n`.
     DropElement(usize, usize),
+    /// Declare exactly these counters (elements naming a dropped one go with it).
+    SetCounters([bool; 3]),
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
@@ -303,6 +339,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
             .prop_flat_map(|n| prop::option::of(rules(n as i32))
                 .prop_map(move |r| Mutation::ReplaceChain(n, r))),
         (0..SETS.len(), 0usize..6).prop_map(|(n, i)| Mutation::DropElement(n, i)),
+        [any::<bool>(), any::<bool>(), any::<bool>()].prop_map(Mutation::SetCounters),
     ]
 }
 
@@ -319,6 +356,7 @@ fn mutate(old: &Ruleset, mutations: &[Mutation]) -> Ruleset {
                     table.insert_chain(c);
                 }
                 Mutation::ReplaceChain(n, None) => drop(table.chains.remove(REGULAR[*n])),
+                Mutation::SetCounters(present) => set_counters(table, *present),
                 Mutation::DropElement(n, i) => {
                     if let Some(s) = table.sets.get_mut(SETS[*n]) {
                         let key = s.elements.keys().nth(*i).cloned();

@@ -5,7 +5,8 @@
 //! map elements (conflicts are settled before, so no two Services emit one key). It
 //! shares `cluster-ips` elements (two Services may claim one ClusterIP) and
 //! `endpoint-hairpin` elements (one endpoint may back several Services): those are
-//! reference-counted, and an element leaves its set with its last Service.
+//! reference-counted, and an element leaves its set with its last Service. Its counter
+//! objects and their `service-counters` / `nodeport-counters` elements are its own too.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -13,6 +14,7 @@ use std::net::IpAddr;
 use foldhash::quality::RandomState;
 use nftproxy_rules::{Element, Ruleset, Table, TableId, Verdict};
 
+use crate::counters::{self, NODEPORT_COUNTERS, SERVICE_COUNTERS};
 use crate::emit::{
     self, Dispatch, Fragment, NodePortKey, Part, Tables, VipKey, addr_key, hairpin_key,
     node_port_key, vip_key,
@@ -44,6 +46,10 @@ pub struct PartRecord {
     hairpin: Vec<IpAddr>,
     /// Verdict-map elements, one per key.
     elements: Vec<MapKey>,
+    /// Counter objects, sorted, deduplicated.
+    counters: Vec<String>,
+    /// Counter-map elements (main table), one per key.
+    counter_elements: Vec<MapKey>,
 }
 
 impl PartRecord {
@@ -78,12 +84,29 @@ impl PartRecord {
                     .map(|d| MapKey::NodePort(map, d.key, shard(d))),
             );
         }
+        let mut counters = part.counters.clone();
+        counters.sort_unstable();
+        counters.dedup();
+        counters::first_of_each_key(&mut part.service_counters);
+        counters::first_of_each_key(&mut part.nodeport_counters);
+        let counter_elements = part
+            .service_counters
+            .iter()
+            .map(|r| MapKey::Vip(SERVICE_COUNTERS, r.key, None))
+            .chain(
+                part.nodeport_counters
+                    .iter()
+                    .map(|r| MapKey::NodePort(NODEPORT_COUNTERS, r.key, None)),
+            )
+            .collect();
         PartRecord {
             chains,
             sets,
             cluster_ips,
             hairpin,
             elements,
+            counters,
+            counter_elements,
         }
     }
 }
@@ -193,6 +216,18 @@ impl Shared {
                     insert(target, map, d.into_element(key));
                 }
             }
+            let main = table(ruleset, family);
+            for counter in &record.counters {
+                main.insert_counter(counter.as_str());
+            }
+            for r in part.service_counters.drain(..) {
+                let element = counters::element(vip_key(r.key), r.counter);
+                insert(main, SERVICE_COUNTERS, element);
+            }
+            for r in part.nodeport_counters.drain(..) {
+                let element = counters::element(node_port_key(r.key), r.counter);
+                insert(main, NODEPORT_COUNTERS, element);
+            }
         }
     }
 
@@ -226,7 +261,11 @@ impl Shared {
                     remove(main, ENDPOINT_HAIRPIN, &hairpin_key(*ip));
                 }
             }
-            for element in &part.elements {
+            let main = table(ruleset, family);
+            for counter in &part.counters {
+                main.counters.remove(counter);
+            }
+            for element in part.elements.iter().chain(&part.counter_elements) {
                 let (map, key, k) = match *element {
                     MapKey::Vip(map, key, k) => (map, vip_key(key), k),
                     MapKey::NodePort(map, key, k) => (map, node_port_key(key), k),

@@ -112,7 +112,8 @@ fn both_tables_exist_without_any_service() {
     let compiled = cluster().compile();
     for family in [Family::Ip, Family::Ip6] {
         let table = compiled.table_of(family);
-        assert_eq!(table.sets.len(), 9);
+        assert_eq!(table.sets.len(), 11);
+        assert!(table.counters.is_empty());
         assert!(table.chains.contains_key("nat-prerouting"));
         assert!(table.chains.contains_key("masquerading"));
     }

@@ -172,6 +172,8 @@ fn describe(op: &Op) -> String {
         } => {
             format!("delete {} elements from {table} {set}", elements.len())
         }
+        Op::AddCounter { table, counter } => format!("add counter {table} {counter}"),
+        Op::DeleteCounter { table, counter } => format!("delete counter {table} {counter}"),
     }
 }
 
@@ -183,42 +185,67 @@ impl Netfilter {
     /// which costs the same whatever the tables hold (nft's `list tables` fills its whole
     /// cache first).
     pub fn table_names(&mut self) -> io::Result<Vec<(u8, String)>> {
+        let mut tables = Vec::new();
+        // Family 0 (`NFPROTO_UNSPEC`): the tables of every family.
+        self.dump(
+            NFT_MSG_GETTABLE,
+            0,
+            |_| {},
+            |kind, payload| {
+                if kind != NEW_TABLE || payload.len() < 4 {
+                    return;
+                }
+                let name = netlink::attrs(&payload[4..])
+                    .find(|(kind, _)| *kind == NFTA_TABLE_NAME)
+                    .map(|(_, value)| attr_string(value));
+                if let Some(name) = name {
+                    tables.push((payload[0], name));
+                }
+            },
+        )?;
+        Ok(tables)
+    }
+
+    /// Runs one netlink dump of nf_tables message `msg` for nfproto `family` (0: all), with
+    /// the request's attributes written by `request`, and gives every answer's (type,
+    /// payload after the netlink header) to `each` until the dump is done.
+    pub fn dump(
+        &mut self,
+        msg: u16,
+        family: u8,
+        request: impl FnOnce(&mut Writer),
+        mut each: impl FnMut(u16, &[u8]),
+    ) -> io::Result<()> {
         self.drain_stale()?;
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
-        let mut request = Writer::new();
-        let kind = nftables_message(NFT_MSG_GETTABLE);
+        let mut writer = Writer::new();
+        let kind = nftables_message(msg);
         let flags = netlink::NLM_F_REQUEST | netlink::NLM_F_DUMP;
-        // Family 0 (`NFPROTO_UNSPEC`): the tables of every family.
-        let open = request.begin_message(kind, flags, seq, 0, 0);
-        request.end_message(open);
-        self.socket.send(&request.into_bytes())?;
-        let mut tables = Vec::new();
+        let open = writer.begin_message(kind, flags, seq, family, 0);
+        request(&mut writer);
+        writer.end_message(open);
+        self.socket.send(&writer.into_bytes())?;
         loop {
             let datagram = self.socket.receive(0)?;
             for message in netlink::messages(datagram) {
                 let (kind, _, _, payload) =
                     message.map_err(|what| io::Error::new(io::ErrorKind::InvalidData, what))?;
                 match kind {
-                    netlink::NLMSG_DONE => return Ok(tables),
+                    netlink::NLMSG_DONE => return Ok(()),
                     netlink::NLMSG_ERROR => {
                         let code = netlink::error_code(payload).unwrap_or(-libc::EIO);
                         return Err(io::Error::from_raw_os_error(-code));
                     }
-                    NEW_TABLE if payload.len() >= 4 => {
-                        let name = netlink::attrs(&payload[4..])
-                            .find(|(kind, _)| *kind == NFTA_TABLE_NAME)
-                            .map(|(_, value)| {
-                                let value = value.split(|b| *b == 0).next().unwrap_or_default();
-                                String::from_utf8_lossy(value).into_owned()
-                            });
-                        if let Some(name) = name {
-                            tables.push((payload[0], name));
-                        }
-                    }
-                    _ => {}
+                    _ => each(kind, payload),
                 }
             }
         }
     }
+}
+
+/// A NUL-terminated string attribute's text.
+pub fn attr_string(value: &[u8]) -> String {
+    let value = value.split(|b| *b == 0).next().unwrap_or_default();
+    String::from_utf8_lossy(value).into_owned()
 }

@@ -14,6 +14,10 @@
 //! sent again).
 
 pub mod batch;
+// Read by the metrics endpoint (`nftproxy_service_packets_total`, `…_bytes_total`), which
+// is wired separately; until then only the tests call it.
+#[allow(dead_code)]
+pub mod counters;
 pub mod direct;
 mod helper;
 
@@ -67,6 +71,10 @@ pub enum KernelError {
     /// The netlink dump of the namespace's tables failed.
     #[error("cannot list the tables over netlink: {0}")]
     ListTables(io::Error),
+    /// The netlink dump of the counter objects failed.
+    #[allow(dead_code)]
+    #[error("cannot read the service counters over netlink: {0}")]
+    ReadCounters(io::Error),
 }
 
 fn stderr_note(stderr: &str) -> String {
@@ -203,6 +211,18 @@ impl Kernel {
                 nftproxy_compiler::is_table_name(&name).then(|| TableId::new(family, name))
             })
             .collect())
+    }
+
+    /// The packet and byte counts of every service port's counter object in nftproxy's
+    /// tables (both families), from one netlink dump: no ruleset listing. Map a counter to
+    /// its service with [`counters::ServiceCounter::labels`].
+    #[allow(dead_code)]
+    pub fn service_counters(&self) -> Result<Vec<counters::ServiceCounter>, KernelError> {
+        let mut netfilter = self
+            .netfilter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        counters::service_counters(&mut netfilter).map_err(KernelError::ReadCounters)
     }
 
     /// Deletes nftproxy's tables and nothing else (`nftproxy cleanup`); no error when there

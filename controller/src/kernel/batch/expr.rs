@@ -239,8 +239,10 @@ pub fn value_bytes(value: &Value) -> Result<Vec<u8>, Unsupported> {
         }
         .to_ne_bytes()
         .to_vec(),
-        Value::Prefix(_) | Value::Verdict(_) => {
-            return Err(Unsupported::new("a prefix or verdict as a plain value"));
+        Value::Prefix(_) | Value::Verdict(_) | Value::ObjRef(_) => {
+            return Err(Unsupported::new(
+                "a prefix, verdict or object name as a plain value",
+            ));
         }
     })
 }
@@ -346,6 +348,14 @@ fn lower_stmt(w: &mut Writer, family: Family, stmt: &Stmt) -> Result<(), Unsuppo
             expression(w, "counter", |w| {
                 w.u64(NFTA_COUNTER_BYTES, 0);
                 w.u64(NFTA_COUNTER_PACKETS, 0);
+            });
+            Ok(())
+        }
+        Stmt::CounterMap { key, map } => {
+            load(w, key, 0)?;
+            expression(w, "objref", |w| {
+                w.u32(NFTA_OBJREF_SET_SREG, reg(0));
+                w.str(NFTA_OBJREF_SET_NAME, map);
             });
             Ok(())
         }

@@ -3,7 +3,8 @@
 //! libnftables fetches a cache of the whole ruleset before it runs even one `add element`,
 //! which costs tens of milliseconds at 10k services. The diff already knows every name, so
 //! incremental syncs need no cache: this module writes the batch itself. It covers what the
-//! compiler emits in chains, set declarations and elements of non-interval sets. A
+//! compiler emits in chains, set declarations and elements of non-interval sets, and
+//! counter objects with the maps that name them. A
 //! transaction with anything else (interval sets, anonymous sets) is [`Unsupported`] and
 //! goes through libnftables instead. `tests/kernel_batch.rs` checks every construct against
 //! the kernel: what nft lists after a batch equals the model.
@@ -214,8 +215,30 @@ impl Encoder {
                 let declared = set(table, name).ok_or(Unsupported::new("an undeclared set"))?;
                 self.elements(index, NFT_MSG_DELSETELEM, table, declared, elements)?;
             }
+            Op::AddCounter { table, counter } => {
+                let msg = self.begin(index, NFT_MSG_NEWOBJ, NLM_F_CREATE, table)?;
+                self.counter_identity(table, counter);
+                // The kernel wants the object's data: a counter starts at zero.
+                let data = self.w.begin_nest(NFTA_OBJ_DATA);
+                self.w.u64(NFTA_COUNTER_BYTES, 0);
+                self.w.u64(NFTA_COUNTER_PACKETS, 0);
+                self.w.end_nest(data);
+                self.w.end_message(msg);
+            }
+            Op::DeleteCounter { table, counter } => {
+                let msg = self.begin(index, NFT_MSG_DELOBJ, 0, table)?;
+                self.counter_identity(table, counter);
+                self.w.end_message(msg);
+            }
         }
         Ok(())
+    }
+
+    /// Table, name and type of a counter object (`NEWOBJ`/`DELOBJ` both need all three).
+    fn counter_identity(&mut self, table: &TableId, counter: &str) {
+        self.w.str(NFTA_OBJ_TABLE, &table.name);
+        self.w.str(NFTA_OBJ_NAME, counter);
+        self.w.u32(NFTA_OBJ_TYPE, NFT_OBJECT_COUNTER);
     }
 
     /// `NEWSET`: a plain set or map, with the type ids nft gives its key and data types so
@@ -235,21 +258,31 @@ impl Encoder {
             return Err(Unsupported::new("set comments"));
         }
         let (key_id, key_len) = key_type(&set.key)?;
+        // A counter map is an object map: NFT_SET_OBJECT and the object type, no data type
+        // (the kernel refuses NFT_SET_MAP with NFT_SET_OBJECT).
+        let objects = set.value == Some(DataType::Counter);
         let data = match set.value {
             Some(DataType::Verdict) => Some((NFT_DATA_VERDICT, 0)),
+            Some(DataType::Counter) | None => None,
             Some(other) => Some(key_type(&[other])?),
-            None => None,
         };
         let msg = self.begin(index, NFT_MSG_NEWSET, NLM_F_CREATE, table)?;
         self.w.str(NFTA_SET_TABLE, &table.name);
         self.w.str(NFTA_SET_NAME, &set.name);
-        let map = if data.is_some() { NFT_SET_MAP } else { 0 };
-        self.w.u32(NFTA_SET_FLAGS, flags | map);
+        let kind = match (data.is_some(), objects) {
+            (true, _) => NFT_SET_MAP,
+            (false, true) => NFT_SET_OBJECT,
+            (false, false) => 0,
+        };
+        self.w.u32(NFTA_SET_FLAGS, flags | kind);
         self.w.u32(NFTA_SET_KEY_TYPE, key_id);
         self.w.u32(NFTA_SET_KEY_LEN, key_len);
         if let Some((data_type, data_len)) = data {
             self.w.u32(NFTA_SET_DATA_TYPE, data_type);
             self.w.u32(NFTA_SET_DATA_LEN, data_len);
+        }
+        if objects {
+            self.w.u32(NFTA_SET_OBJ_TYPE, NFT_OBJECT_COUNTER);
         }
         // Unique within the batch; rules and elements name the set, but the kernel wants
         // an id for a set created in the same transaction.
@@ -366,6 +399,9 @@ impl Encoder {
                 (Some(Value::Verdict(verdict)), Some(_)) => {
                     expr::data_verdict(&mut self.w, NFTA_SET_ELEM_DATA, verdict);
                 }
+                (Some(Value::ObjRef(name)), Some(DataType::Counter)) => {
+                    self.w.str(NFTA_SET_ELEM_OBJREF, name);
+                }
                 (Some(value), Some(_)) => {
                     expr::data_value(&mut self.w, NFTA_SET_ELEM_DATA, &expr::value_bytes(value)?);
                 }
@@ -409,7 +445,9 @@ fn key_type(key: &[DataType]) -> Result<(u32, u32), Unsupported> {
             DataType::InetService => (13, 2),
             DataType::Mark => (19, 4),
             DataType::Ifname => (41, 16),
-            DataType::Verdict => return Err(Unsupported::new("verdicts in set keys")),
+            DataType::Verdict | DataType::Counter => {
+                return Err(Unsupported::new("verdicts or objects in set keys"));
+            }
         };
         id = (id << NFT_TYPE_BITS) | one_id;
         len += if key.len() > 1 {

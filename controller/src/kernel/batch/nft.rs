@@ -21,6 +21,9 @@ pub const NFT_MSG_NEWSET: u16 = 9;
 pub const NFT_MSG_DELSET: u16 = 11;
 pub const NFT_MSG_NEWSETELEM: u16 = 12;
 pub const NFT_MSG_DELSETELEM: u16 = 14;
+pub const NFT_MSG_NEWOBJ: u16 = 18;
+pub const NFT_MSG_GETOBJ: u16 = 19;
+pub const NFT_MSG_DELOBJ: u16 = 20;
 
 pub use crate::netlink::{NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST};
 
@@ -51,6 +54,7 @@ pub const NFTA_SET_DATA_LEN: u16 = 7;
 pub const NFTA_SET_ID: u16 = 10;
 pub const NFTA_SET_TIMEOUT: u16 = 11;
 pub const NFTA_SET_USERDATA: u16 = 13;
+pub const NFTA_SET_OBJ_TYPE: u16 = 15;
 /// Set user data entries nft reads the byte order of keys and data from.
 pub const UDATA_SET_KEY_BYTEORDER: u8 = 0;
 pub const UDATA_SET_DATA_BYTEORDER: u8 = 1;
@@ -60,6 +64,7 @@ pub const BYTEORDER_HOST_ENDIAN: u32 = 1;
 pub const NFT_SET_CONSTANT: u32 = 0x2;
 pub const NFT_SET_MAP: u32 = 0x8;
 pub const NFT_SET_TIMEOUT: u32 = 0x10;
+pub const NFT_SET_OBJECT: u32 = 0x40;
 /// `NFT_DATA_VERDICT`: the data type of verdict maps.
 pub const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
 /// Bits per component of nft's concatenated type ids (`TYPE_BITS`).
@@ -71,6 +76,16 @@ pub const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 pub const NFTA_SET_ELEM_KEY: u16 = 1;
 pub const NFTA_SET_ELEM_DATA: u16 = 2;
 pub const NFTA_SET_ELEM_USERDATA: u16 = 6;
+pub const NFTA_SET_ELEM_OBJREF: u16 = 9;
+
+pub const NFTA_OBJ_TABLE: u16 = 1;
+pub const NFTA_OBJ_NAME: u16 = 2;
+pub const NFTA_OBJ_TYPE: u16 = 3;
+pub const NFTA_OBJ_DATA: u16 = 4;
+pub const NFT_OBJECT_COUNTER: u32 = 1;
+
+pub const NFTA_OBJREF_SET_SREG: u16 = 3;
+pub const NFTA_OBJREF_SET_NAME: u16 = 4;
 
 pub const NFTA_LIST_ELEM: u16 = 1;
 pub const NFTA_EXPR_NAME: u16 = 1;
