@@ -1,6 +1,7 @@
 //! Metrics computed at scrape time: change counts from the sources' [`ChangeLog`], and
 //! kube-proxy's gauge of Local-policy service ports without a local endpoint.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -13,6 +14,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::change_log::ChangeLog;
 use crate::events;
+use crate::kernel::counters::CounterReader;
 use crate::metrics::unix_seconds;
 use crate::status::Status;
 use crate::sync_loop;
@@ -146,6 +148,46 @@ impl Collector for Events {
             let name = format!("nftproxy_events_{name}");
             let counter = ConstCounter::new(value);
             counter.encode(encoder.encode_descriptor(&name, help, None, MetricType::Counter)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// `nftproxy_service_{packets,bytes}_total{namespace,service,protocol,port}`: the kernel's
+/// per-service-port counters (client-to-service direction, both families summed), read
+/// with one netlink dump per scrape.
+#[derive(Debug, Default)]
+pub struct Traffic(pub CounterReader);
+
+impl Collector for Traffic {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counters = match self.0.read() {
+            Ok(counters) => counters,
+            Err(err) => {
+                tracing::warn!("cannot read the service counters: {err}");
+                return Ok(());
+            }
+        };
+        let mut sums: BTreeMap<[String; 4], (u64, u64)> = BTreeMap::new();
+        for counter in &counters {
+            let Some(l) = counter.labels() else { continue };
+            let sum = sums.entry([l.namespace, l.service, l.protocol, l.port]).or_default();
+            sum.0 += counter.packets;
+            sum.1 += counter.bytes;
+        }
+        let names = ["namespace", "service", "protocol", "port"];
+        let kinds = [
+            ("nftproxy_service_packets", "Packets sent to the service port through this node"),
+            ("nftproxy_service_bytes", "Bytes sent to the service port through this node"),
+        ];
+        for (index, (name, help)) in kinds.into_iter().enumerate() {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (labels, (packets, bytes)) in &sums {
+                let labels: Vec<(&str, &str)> =
+                    names.iter().copied().zip(labels.iter().map(String::as_str)).collect();
+                let value = if index == 0 { *packets } else { *bytes };
+                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+            }
         }
         Ok(())
     }

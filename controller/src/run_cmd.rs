@@ -178,6 +178,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     metrics.register_collector(Box::new(collectors::NoLocal::new(Arc::clone(&status))));
     metrics.register_collector(Box::new(collectors::LastQueued(Arc::clone(&changes))));
+    metrics.register_collector(Box::new(collectors::Traffic::default()));
     if let Some(publisher) = &events {
         metrics.register_collector(Box::new(collectors::Events(publisher.counters())));
     }

@@ -7,6 +7,8 @@
 //! packet and byte counts, in one round of datagrams. Names map to metric labels with
 //! [`nftproxy_compiler::parse_counter_name`] (see [`ServiceCounter::labels`]).
 
+use std::sync::{Mutex, PoisonError};
+
 use nftproxy_compiler::{CounterLabels, parse_counter_name};
 use nftproxy_rules::Family;
 
@@ -33,6 +35,30 @@ impl ServiceCounter {
     /// that nftproxy did not name.
     pub fn labels(&self) -> Option<CounterLabels> {
         parse_counter_name(&self.name)
+    }
+}
+
+/// Reads the counters on a netfilter socket of its own, so that a scrape never waits for a
+/// sync (which holds the kernel client's socket). The socket is opened on first use, in the
+/// network namespace of the calling thread, and opened again after a failure.
+#[derive(Debug, Default)]
+pub struct CounterReader {
+    socket: Mutex<Option<Netfilter>>,
+}
+
+impl CounterReader {
+    /// Every counter object of nftproxy's tables.
+    pub fn read(&self) -> std::io::Result<Vec<ServiceCounter>> {
+        let mut socket = self.socket.lock().unwrap_or_else(PoisonError::into_inner);
+        let netfilter = match socket.as_mut() {
+            Some(netfilter) => netfilter,
+            None => socket.insert(Netfilter::open()?),
+        };
+        let counters = service_counters(netfilter);
+        if counters.is_err() {
+            *socket = None;
+        }
+        counters
     }
 }
 
