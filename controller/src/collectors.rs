@@ -171,20 +171,31 @@ impl Collector for Traffic {
         let mut sums: BTreeMap<[String; 4], (u64, u64)> = BTreeMap::new();
         for counter in &counters {
             let Some(l) = counter.labels() else { continue };
-            let sum = sums.entry([l.namespace, l.service, l.protocol, l.port]).or_default();
+            let sum = sums
+                .entry([l.namespace, l.service, l.protocol, l.port])
+                .or_default();
             sum.0 += counter.packets;
             sum.1 += counter.bytes;
         }
         let names = ["namespace", "service", "protocol", "port"];
         let kinds = [
-            ("nftproxy_service_packets", "Packets sent to the service port through this node"),
-            ("nftproxy_service_bytes", "Bytes sent to the service port through this node"),
+            (
+                "nftproxy_service_packets",
+                "Packets sent to the service port through this node",
+            ),
+            (
+                "nftproxy_service_bytes",
+                "Bytes sent to the service port through this node",
+            ),
         ];
         for (index, (name, help)) in kinds.into_iter().enumerate() {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for (labels, (packets, bytes)) in &sums {
-                let labels: Vec<(&str, &str)> =
-                    names.iter().copied().zip(labels.iter().map(String::as_str)).collect();
+                let labels: Vec<(&str, &str)> = names
+                    .iter()
+                    .copied()
+                    .zip(labels.iter().map(String::as_str))
+                    .collect();
                 let value = if index == 0 { *packets } else { *bytes };
                 ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
             }

@@ -53,7 +53,8 @@ fn series(name: &str, service: &str, protocol: &str, port: &str) -> String {
 
 #[test]
 fn service_traffic_counters_count_the_packets_an_external_client_sends() {
-    if !kernel_tests_enabled("service_traffic_counters_count_the_packets_an_external_client_sends") {
+    if !kernel_tests_enabled("service_traffic_counters_count_the_packets_an_external_client_sends")
+    {
         return;
     }
     let lab = Lab::builder()
@@ -64,7 +65,11 @@ fn service_traffic_counters_count_the_packets_an_external_client_sends() {
     std::fs::write(dir.path().join("base.yaml"), lab::BASE).unwrap();
     std::fs::write(dir.path().join("web.yaml"), SERVICES).unwrap();
     let proxy = Proxy::start(lab.node1(), dir.path(), &[]);
-    assert!(proxy.wait_syncs(1, Duration::from_secs(10))[0].ok, "{}", proxy.log_text());
+    assert!(
+        proxy.wait_syncs(1, Duration::from_secs(10))[0].ok,
+        "{}",
+        proxy.log_text()
+    );
     let scrape = || {
         let answer = get(lab.node1(), "127.0.0.1:10249".parse().unwrap(), "/metrics").unwrap();
         assert_eq!(answer.code, 200);
@@ -99,6 +104,9 @@ fn service_traffic_counters_count_the_packets_an_external_client_sends() {
     assert_eq!(metric(&after, &udp_bytes), Some(136.0), "{after}");
     // Each connection sends at least SYN, ACK, request... and FIN, ACK from the client.
     let tcp = metric(&after, &tcp_packets).unwrap();
-    assert!(tcp >= 12.0, "3 connections sent only {tcp} packets:\n{after}");
+    assert!(
+        tcp >= 12.0,
+        "3 connections sent only {tcp} packets:\n{after}"
+    );
     assert_eq!(metric(&after, &idle), Some(0.0), "{after}");
 }

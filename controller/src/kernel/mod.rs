@@ -214,7 +214,10 @@ impl Kernel {
     /// tables (both families), from one netlink dump: no ruleset listing. Map a counter to
     /// its service with [`counters::ServiceCounter::labels`]. (`/metrics` reads through a
     /// [`counters::CounterReader`] of its own; the kernel tests read here.)
-    #[allow(dead_code, reason = "the kernel tests read the counters of their namespace here")]
+    #[allow(
+        dead_code,
+        reason = "the kernel tests read the counters of their namespace here"
+    )]
     pub fn service_counters(&self) -> Result<Vec<counters::ServiceCounter>, KernelError> {
         let mut netfilter = self
             .netfilter
