@@ -40,14 +40,16 @@ pub struct Metrics {
     ruleset_objects: Family<Labels, Gauge>,
 }
 
-/// Sizes of the applied ruleset.
+/// Sizes of the applied ruleset. Rules are not counted: that walks every chain (2 ms at
+/// 10k services, more than the rest of a partial sync's bookkeeping), while every count
+/// here is a length the model keeps.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RulesetSize {
     pub tables: usize,
     pub chains: usize,
-    pub rules: usize,
     pub sets: usize,
     pub elements: usize,
+    pub counters: usize,
 }
 
 impl RulesetSize {
@@ -56,9 +58,9 @@ impl RulesetSize {
         for table in ruleset.tables.values() {
             size.tables += 1;
             size.chains += table.chains.len();
-            size.rules += table.chains.values().map(|c| c.rules.len()).sum::<usize>();
             size.sets += table.sets.len();
             size.elements += table.sets.values().map(|s| s.elements.len()).sum::<usize>();
+            size.counters += table.counters.len();
         }
         size
     }
@@ -154,7 +156,7 @@ impl Metrics {
         );
         own.register(
             "ruleset_objects",
-            "Objects in the applied ruleset by kind (tables, chains, rules, sets, elements)",
+            "Objects in the applied ruleset by kind (tables, chains, sets, elements, counters)",
             metrics.ruleset_objects.clone(),
         );
         Metrics {
@@ -189,9 +191,9 @@ impl Metrics {
         let kinds = [
             ("tables", size.tables),
             ("chains", size.chains),
-            ("rules", size.rules),
             ("sets", size.sets),
             ("elements", size.elements),
+            ("counters", size.counters),
         ];
         for (kind, count) in kinds {
             let gauge = self

@@ -334,10 +334,11 @@ impl Reporter {
         syncer: &Syncer<KernelTarget>,
         source: &dyn Source,
         report: &SyncReport,
-        snapshot: &ClusterSnapshot,
+        snapshot: ClusterSnapshot,
         started: Instant,
     ) {
         let finished = SystemTime::now();
+        let reporting = Instant::now();
         let metrics = &self.state.metrics;
         if let Some(log) = source.change_log() {
             metrics.programmed(&log.take_triggers(started), finished);
@@ -348,7 +349,7 @@ impl Reporter {
             .find(|n| n.metadata.name.as_deref() == Some(self.hostname.as_str()));
         self.state.status.node_changed(node.map(AsRef::as_ref));
         self.state.status.synced(LastSync {
-            snapshot: snapshot.clone(),
+            snapshot,
             config: syncer.config().clone(),
             transaction: Arc::clone(&report.transaction),
             kind: report.kind.as_str(),
@@ -370,6 +371,7 @@ impl Reporter {
             compile_ms = ms(report.compile_time),
             apply_ms = ms(report.apply_time),
             total_ms = ms(report.total_time),
+            report_ms = ms(reporting.elapsed()),
             "synced"
         );
         if let Some(compiled) = syncer.last_compiled() {

@@ -17,6 +17,9 @@ use nftproxy_rules::Transaction;
 
 use crate::sync_loop::Changes;
 
+/// Services and slices above which an old snapshot is freed on a thread of its own.
+const LARGE_SNAPSHOT: usize = 1_000;
+
 /// The taint the cluster autoscaler puts on a node it is about to remove.
 pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
 
@@ -83,8 +86,12 @@ impl Status {
         state.last_updated = Some(last.at);
         let old = state.last_sync.replace(last);
         drop(state);
-        // A full sync's transaction can hold the whole ruleset: free it off the sync's path.
-        let large = old.filter(|o| o.transaction.len() > crate::sync::LARGE_TRANSACTION);
+        // A full sync's transaction can hold the whole ruleset, and a large cluster's
+        // snapshot is tens of thousands of shared pointers: free them off the sync's path.
+        let large = old.filter(|o| {
+            let objects = o.snapshot.services.len() + o.snapshot.endpoint_slices.len();
+            o.transaction.len() > crate::sync::LARGE_TRANSACTION || objects > LARGE_SNAPSHOT
+        });
         crate::sync::drop_in_background(large);
     }
 

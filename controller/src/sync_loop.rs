@@ -167,8 +167,8 @@ impl Timing {
 pub enum Outcome<'a, E: std::error::Error + 'static> {
     Synced {
         report: &'a SyncReport,
-        /// The cluster the sync programmed.
-        snapshot: &'a ClusterSnapshot,
+        /// The cluster the sync programmed (handed over: the loop is done with it).
+        snapshot: ClusterSnapshot,
         /// When the sync started (its snapshot was taken right after).
         started: Instant,
     },
@@ -237,7 +237,7 @@ pub fn run<T: Target, S: Source + ?Sized>(
                     }
                     let outcome = Outcome::Synced {
                         report: &report,
-                        snapshot: &snapshot,
+                        snapshot,
                         started: now,
                     };
                     observe(syncer, outcome);

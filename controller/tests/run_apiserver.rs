@@ -385,6 +385,7 @@ fn event_to_kernel_latency_of_one_endpoint_at_10k_services() {
             sync.snapshot_ms,
             sync.compile_ms,
             sync.apply_ms,
+            sync.report_ms,
         ));
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -392,9 +393,9 @@ fn event_to_kernel_latency_of_one_endpoint_at_10k_services() {
     let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
     println!("{ROUNDS} changes:");
     for (label, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)] {
-        let (total, snapshot, compile, apply) = pick(q);
+        let (total, snapshot, compile, apply, report) = pick(q);
         println!(
-            "event to kernel {label}: {total:?} (that sync: snapshot {snapshot:.1} ms, compile {compile:.1} ms, apply {apply:.1} ms)"
+            "event to kernel {label}: {total:?} (that sync: snapshot {snapshot:.1} ms, compile {compile:.1} ms, apply {apply:.1} ms, report {report:.1} ms)"
         );
     }
     drop(proxy);

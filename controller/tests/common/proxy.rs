@@ -31,6 +31,8 @@ pub struct SyncEvent {
     pub snapshot_ms: f64,
     pub compile_ms: f64,
     pub apply_ms: f64,
+    /// What reporting the sync (status, metrics, health checks) took before the log line.
+    pub report_ms: f64,
 }
 
 /// The workspace's `nftproxy-nft` helper, built next to the test's `deps/` directory.
@@ -212,6 +214,7 @@ fn sync_event(json: &Json) -> Option<SyncEvent> {
             snapshot_ms: fields["snapshot_ms"].as_f64().unwrap_or_default(),
             compile_ms: fields["compile_ms"].as_f64().unwrap_or_default(),
             apply_ms: fields["apply_ms"].as_f64().unwrap_or_default(),
+            report_ms: fields["report_ms"].as_f64().unwrap_or_default(),
         });
     }
     let error = message.strip_prefix("sync failed: ")?;
@@ -225,6 +228,7 @@ fn sync_event(json: &Json) -> Option<SyncEvent> {
         snapshot_ms: 0.0,
         compile_ms: 0.0,
         apply_ms: 0.0,
+        report_ms: 0.0,
     })
 }
 
