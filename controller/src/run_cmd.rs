@@ -6,13 +6,14 @@
 //! full sync that changes only what differs.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
+use nftproxy_compiler::kube_proxy_config::KubeProxyConfiguration;
 use nftproxy_compiler::{ClusterSnapshot, CompileConfig, UdpPort};
 use nftproxy_rules::{Ruleset, Transaction};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -95,22 +96,9 @@ impl Target for KernelTarget {
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(args.node.config.as_deref(), args.node.hostname.as_deref())?;
     let kube_proxy = &settings.kube_proxy;
-    let config = settings.compile;
     let timing = Timing::new(kube_proxy.min_sync_period(), kube_proxy.sync_period());
-    let healthz_addr = settings::bind_address(
-        "healthzBindAddress",
-        args.healthz_bind_address
-            .as_deref()
-            .unwrap_or(&kube_proxy.healthz_bind_address),
-        settings::DEFAULT_HEALTHZ_BIND_ADDRESS,
-    )?;
-    let metrics_addr = settings::bind_address(
-        "metricsBindAddress",
-        args.metrics_bind_address
-            .as_deref()
-            .unwrap_or(&kube_proxy.metrics_bind_address),
-        settings::DEFAULT_METRICS_BIND_ADDRESS,
-    )?;
+    let addresses = HttpAddresses::of(args, kube_proxy)?;
+    let config = settings.compile;
     let kernel = Kernel::start(args.nft_helper.as_deref())?;
     tracing::info!(
         helper = %kernel.helper_path().display(),
@@ -132,81 +120,117 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    // kube-proxy's health timeout: twice the sync period.
-    let status = Arc::new(Status::new(
-        timing.sync_period.saturating_mul(2),
-        Arc::clone(&changes),
-    ));
     let local = watch_local_addresses(&config, &changes)?;
-    let node_ips = |cluster| NodeIps {
-        cluster,
-        node_ips: args.node.node_ips.clone(),
-        local: local.as_ref(),
-    };
     let target = KernelTarget {
         kernel,
         batches: args.partial_apply == PartialApply::Netlink,
     };
     let mut syncer = Syncer::new(target, config);
     let hostname = syncer_hostname(&syncer);
-    // Kubernetes Events for diagnostics: only with an API server.
-    let mut events = None;
-    let source: Box<dyn Source> = if let Some(dir) = &args.manifests {
-        let source = Arc::new(ManifestSource::new(dir));
-        source.refresh();
-        Arc::clone(&source)
-            .watch(Arc::clone(&changes), MANIFEST_POLL)
-            .context("cannot start the manifest watcher")?;
-        tracing::info!(manifests = %dir.display(), "reading the cluster from manifests");
-        Box::new(SharedSource(source))
-    } else {
-        let client = runtime.block_on(kube_client(args.kubeconfig.as_deref()))?;
-        let (source, publisher) = runtime.block_on(async {
-            let sources =
-                ClusterSources::start(client.clone(), SourcesConfig::new(hostname.clone()));
-            forward_changes(sources.changes(), Arc::clone(&changes));
-            let publisher = EventPublisher::start(client, &hostname, sources.object_stores());
-            (ApiSource(sources), publisher)
-        });
-        tracing::info!("watching the API server");
-        events = Some(publisher);
-        Box::new(source)
-    };
-    let mut metrics = Metrics::new();
-    if let Some(log) = source.change_log() {
-        metrics.register_collector(Box::new(collectors::Changes(log)));
-    }
-    metrics.register_collector(Box::new(collectors::NoLocal::new(Arc::clone(&status))));
-    metrics.register_collector(Box::new(collectors::LastQueued(Arc::clone(&changes))));
-    metrics.register_collector(Box::new(collectors::Traffic::default()));
-    if let Some(publisher) = &events {
-        metrics.register_collector(Box::new(collectors::Events(publisher.counters())));
-    }
+    let (source, events) = start_source(args, &runtime, &changes, &hostname)?;
+    // kube-proxy's health timeout: twice the sync period.
+    let status = Arc::new(Status::new(
+        timing.sync_period.saturating_mul(2),
+        Arc::clone(&changes),
+    ));
     let state = http::State {
+        metrics: Arc::new(metrics(&*source, &status, &changes, events.as_ref())),
         status: Arc::clone(&status),
-        metrics: Arc::new(metrics),
     };
-    let _health_server = http::start_health(runtime.handle(), healthz_addr, state.clone())?;
-    let _metrics_server = http::start_metrics(runtime.handle(), metrics_addr, state.clone())?;
+    let _health_server = http::start_health(runtime.handle(), addresses.healthz, state.clone())?;
+    let _metrics_server = http::start_metrics(runtime.handle(), addresses.metrics, state.clone())?;
     let mut reporter = Reporter {
         hostname,
-        health_checks: HealthCheckServers::new(runtime.handle().clone(), Arc::clone(&status)),
+        health_checks: HealthCheckServers::new(runtime.handle().clone(), status),
         state,
         events,
         reported: BTreeSet::new(),
         udp_ports: None,
     };
-    run_loop(
-        &mut syncer,
-        &node_ips(&*source),
-        &changes,
-        timing,
-        &mut reporter,
-    );
+    let node_ips = NodeIps {
+        cluster: &*source,
+        node_ips: args.node.node_ips.clone(),
+        local: local.as_ref(),
+    };
+    run_loop(&mut syncer, &node_ips, &changes, timing, &mut reporter);
     drop(source);
     runtime.shutdown_timeout(Duration::from_secs(1));
     tracing::info!("stopped; nftproxy's rules stay in place for the next instance");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the health and metrics servers listen (`None`: not at all).
+struct HttpAddresses {
+    healthz: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
+}
+
+impl HttpAddresses {
+    /// The flags, else the configuration's fields, else kube-proxy's defaults.
+    fn of(args: &RunArgs, config: &KubeProxyConfiguration) -> anyhow::Result<Self> {
+        let healthz = args.healthz_bind_address.as_deref();
+        let metrics = args.metrics_bind_address.as_deref();
+        Ok(HttpAddresses {
+            healthz: settings::bind_address(
+                "healthzBindAddress",
+                healthz.unwrap_or(&config.healthz_bind_address),
+                settings::DEFAULT_HEALTHZ_BIND_ADDRESS,
+            )?,
+            metrics: settings::bind_address(
+                "metricsBindAddress",
+                metrics.unwrap_or(&config.metrics_bind_address),
+                settings::DEFAULT_METRICS_BIND_ADDRESS,
+            )?,
+        })
+    }
+}
+
+/// The cluster source: the manifest directory, or the API server's watchers together with
+/// the Event publisher (Events need an API server).
+fn start_source(
+    args: &RunArgs,
+    runtime: &tokio::runtime::Runtime,
+    changes: &Arc<Changes>,
+    hostname: &str,
+) -> anyhow::Result<(Box<dyn Source>, Option<EventPublisher>)> {
+    if let Some(dir) = &args.manifests {
+        let source = Arc::new(ManifestSource::new(dir));
+        source.refresh();
+        Arc::clone(&source)
+            .watch(Arc::clone(changes), MANIFEST_POLL)
+            .context("cannot start the manifest watcher")?;
+        tracing::info!(manifests = %dir.display(), "reading the cluster from manifests");
+        return Ok((Box::new(SharedSource(source)), None));
+    }
+    let client = runtime.block_on(kube_client(args.kubeconfig.as_deref()))?;
+    let (source, publisher) = runtime.block_on(async {
+        let sources = ClusterSources::start(client.clone(), SourcesConfig::new(hostname));
+        forward_changes(sources.changes(), Arc::clone(changes));
+        let publisher = EventPublisher::start(client, hostname, sources.object_stores());
+        (ApiSource(sources), publisher)
+    });
+    tracing::info!("watching the API server");
+    Ok((Box::new(source), Some(publisher)))
+}
+
+/// The metrics registry with its scrape-time collectors.
+fn metrics(
+    source: &dyn Source,
+    status: &Arc<Status>,
+    changes: &Arc<Changes>,
+    events: Option<&EventPublisher>,
+) -> Metrics {
+    let mut metrics = Metrics::new();
+    if let Some(log) = source.change_log() {
+        metrics.register_collector(Box::new(collectors::Changes(log)));
+    }
+    metrics.register_collector(Box::new(collectors::NoLocal::new(Arc::clone(status))));
+    metrics.register_collector(Box::new(collectors::LastQueued(Arc::clone(changes))));
+    metrics.register_collector(Box::new(collectors::Traffic::default()));
+    if let Some(publisher) = events {
+        metrics.register_collector(Box::new(collectors::Events(publisher.counters())));
+    }
+    metrics
 }
 
 /// A manifest directory shared with its watcher thread.
