@@ -1,0 +1,430 @@
+//! The control-plane scale harness (issue 6): compile, full apply, incremental apply and
+//! restart adoption at 1k / 10k / 44k services (1 endpoint each) and 5k services x 50
+//! endpoints, each in a throwaway network namespace with the real kernel.
+//!
+//! Run as root, after building the helper in release mode:
+//!
+//! ```text
+//! cargo build --release -p nftproxy-nft
+//! cargo bench -p nftproxy --bench scale                # every shape
+//! cargo bench -p nftproxy --bench scale -- 10000x1     # shapes whose name contains this
+//! ```
+//!
+//! It prints figures and asserts only correctness (the kernel holds what was compiled; an
+//! adoption finds nothing to change), never a duration. The steps are the ones
+//! `nftproxy run` takes: a full sync applies `diff(empty, compiled)` through libnftables; a
+//! partial sync compiles incrementally, diffs against the last applied ruleset and sends
+//! nftproxy's own netlink batch; a restart lists nftproxy's tables, compiles from scratch
+//! and diffs. `nft -f` of the same ruleset as a script is printed beside the full apply:
+//! that is the kernel's (and nft's) own cost for that many objects.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[allow(dead_code, unused_imports)]
+#[path = "../src/kernel/mod.rs"]
+mod kernel;
+
+#[allow(dead_code, unused_imports)]
+#[path = "../src/netlink.rs"]
+mod netlink;
+
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/common/netns.rs"]
+mod netns;
+
+#[allow(dead_code, unused_imports)]
+#[path = "../src/sync.rs"]
+mod sync;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{
+    Node, NodeAddress, NodeStatus, Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kernel::{Kernel, KernelError};
+use netns::NetNs;
+use nftproxy_compiler::{ClusterSnapshot, CompileConfig, compile};
+use nftproxy_rules::{Ruleset, Transaction, diff};
+use sync::{Route, SyncKind, SyncReport, Syncer, Target};
+
+/// The kernel as `nftproxy run` drives it: full syncs through libnftables, partial syncs
+/// as nftproxy's own netlink batches.
+struct ThisNode<'k>(&'k Kernel);
+
+impl Target for ThisNode<'_> {
+    type Error = KernelError;
+
+    fn apply(&mut self, transaction: &Transaction) -> Result<(), KernelError> {
+        self.0.apply(transaction)
+    }
+
+    fn apply_partial(
+        &mut self,
+        transaction: &Transaction,
+        current: &Ruleset,
+        desired: &Ruleset,
+    ) -> Result<Route, KernelError> {
+        self.0
+            .apply_batch(transaction, &[desired, current])
+            .map(|()| Route::Netlink)
+            .map_err(|err| KernelError::Refused {
+                message: err.to_string(),
+            })
+    }
+
+    fn list(&mut self) -> Result<Option<Ruleset>, KernelError> {
+        self.0.list().map(Some)
+    }
+}
+
+/// A generated cluster: `services` ClusterIP services with `endpoints` ready endpoints each.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    services: usize,
+    endpoints: usize,
+    /// Whether to measure incremental changes and adoption on it.
+    changes: bool,
+}
+
+impl Shape {
+    fn name(self) -> String {
+        format!("{}x{}", self.services, self.endpoints)
+    }
+}
+
+const SHAPES: [Shape; 4] = [
+    Shape {
+        services: 1_000,
+        endpoints: 1,
+        changes: false,
+    },
+    Shape {
+        services: 10_000,
+        endpoints: 1,
+        changes: true,
+    },
+    Shape {
+        services: 44_000,
+        endpoints: 1,
+        changes: true,
+    },
+    Shape {
+        services: 5_000,
+        endpoints: 50,
+        changes: false,
+    },
+];
+
+fn helper() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join(kernel::HELPER);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --release -p nftproxy-nft`",
+        path.display()
+    );
+    path
+}
+
+fn meta(name: String, labels: Option<BTreeMap<String, String>>) -> ObjectMeta {
+    ObjectMeta {
+        namespace: Some("scale".into()),
+        name: Some(name),
+        labels,
+        ..ObjectMeta::default()
+    }
+}
+
+/// Service `i`: ClusterIP 198.19.(i / 256).(i % 256), port `http` 80 -> 8080.
+fn service(i: usize) -> Service {
+    let ip = format!("198.19.{}.{}", (i >> 8) & 0xff, i & 0xff);
+    Service {
+        metadata: meta(format!("svc-{i}"), None),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some(ip.clone()),
+            cluster_ips: Some(vec![ip]),
+            ip_families: Some(vec!["IPv4".into()]),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                target_port: Some(IntOrString::Int(8080)),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// Service `i`'s slice with `endpoints` ready endpoints in 198.18.0.0/16 (addresses repeat
+/// across services beyond 65k endpoints, as a pod may back several services).
+fn slice(i: usize, endpoints: usize, first: usize) -> EndpointSlice {
+    let label = BTreeMap::from([("kubernetes.io/service-name".into(), format!("svc-{i}"))]);
+    let endpoint = |j: usize| {
+        let k = (i * endpoints + j + first) % 65_000 + 2;
+        Endpoint {
+            addresses: vec![format!("198.18.{}.{}", (k >> 8) & 0xff, k & 0xff)],
+            conditions: Some(EndpointConditions {
+                ready: Some(true),
+                serving: Some(true),
+                terminating: Some(false),
+            }),
+            node_name: Some(format!("node-{}", (i + j) % 4)),
+            ..Endpoint::default()
+        }
+    };
+    EndpointSlice {
+        metadata: meta(format!("svc-{i}-abcde"), Some(label)),
+        address_type: "IPv4".into(),
+        endpoints: (0..endpoints).map(endpoint).collect(),
+        ports: Some(vec![EndpointPort {
+            name: Some("http".into()),
+            port: Some(8080),
+            protocol: Some("TCP".into()),
+            ..EndpointPort::default()
+        }]),
+    }
+}
+
+fn cluster(shape: Shape) -> ClusterSnapshot {
+    let node = Node {
+        metadata: ObjectMeta {
+            name: Some("node-0".into()),
+            ..ObjectMeta::default()
+        },
+        status: Some(NodeStatus {
+            addresses: Some(vec![NodeAddress {
+                type_: "InternalIP".into(),
+                address: "198.51.100.10".into(),
+            }]),
+            ..NodeStatus::default()
+        }),
+        ..Node::default()
+    };
+    ClusterSnapshot {
+        services: (0..shape.services).map(|i| Arc::new(service(i))).collect(),
+        endpoint_slices: (0..shape.services)
+            .map(|i| Arc::new(slice(i, shape.endpoints, 0)))
+            .collect(),
+        nodes: vec![Arc::new(node)],
+        ..ClusterSnapshot::default()
+    }
+}
+
+fn config() -> CompileConfig {
+    CompileConfig {
+        hostname: "node-0".into(),
+        ..CompileConfig::default()
+    }
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let value = f();
+    (value, start.elapsed())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Objects of a ruleset: chains, rules, set elements, counters.
+fn size(ruleset: &Ruleset) -> (usize, usize, usize, usize) {
+    let mut size = (0, 0, 0, 0);
+    for table in ruleset.tables.values() {
+        size.0 += table.chains.len();
+        size.1 += table.chains.values().map(|c| c.rules.len()).sum::<usize>();
+        size.2 += table.sets.values().map(|s| s.elements.len()).sum::<usize>();
+        size.3 += table.counters.len();
+    }
+    size
+}
+
+/// `nft -f -` of `script` inside `ns`; the wall time.
+fn nft_script(ns: &NetNs, script: &str) -> Duration {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns.name(), "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        out.status.success(),
+        "nft -f: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    elapsed
+}
+
+fn compile_figures(shape: Shape, snapshot: &ClusterSnapshot) -> Ruleset {
+    let mut times = Vec::new();
+    let mut ruleset = Ruleset::new();
+    for _ in 0..3 {
+        let (compiled, t) = timed(|| compile(snapshot, &config()));
+        times.push(t);
+        ruleset = compiled.ruleset;
+    }
+    times.sort();
+    let (chains, rules, elements, counters) = size(&ruleset);
+    let script = ruleset.to_string();
+    println!(
+        "{}: compile median {:.0} ms (min {:.0}, max {:.0}); {chains} chains, {rules} rules, {elements} elements, {counters} counters, {:.1} MB of script",
+        shape.name(),
+        ms(times[1]),
+        ms(times[0]),
+        ms(times[2]),
+        script.len() as f64 / 1e6
+    );
+    ruleset
+}
+
+/// Full apply as the first sync of `nftproxy run` does it (list the empty kernel,
+/// compile, diff, one libnftables transaction), in a new namespace; `nft -f` of the
+/// script in another one beside it. Returns the namespace and its kernel client.
+fn full_apply(shape: Shape, snapshot: &ClusterSnapshot, ruleset: &Ruleset) -> (NetNs, Kernel) {
+    let reference = NetNs::new("scale-nft");
+    let nft = nft_script(
+        &reference,
+        &diff(&Ruleset::new(), ruleset).unwrap().to_string(),
+    );
+    drop(reference);
+    let ns = NetNs::new("scale");
+    let path = helper();
+    let kernel = ns.run_inside(move || Kernel::start(Some(&path)).unwrap());
+    let mut syncer = Syncer::new(ThisNode(&kernel), config());
+    let report = syncer.sync(snapshot, true).unwrap();
+    assert_eq!(report.kind, SyncKind::Full);
+    println!(
+        "{}: full apply {:.2} s (compile {:.0} ms, apply {:.2} s, {} commands); nft -f of the script {:.2} s",
+        shape.name(),
+        report.total_time.as_secs_f64(),
+        ms(report.compile_time),
+        report.apply_time.as_secs_f64(),
+        report.commands,
+        nft.as_secs_f64()
+    );
+    (ns, kernel)
+}
+
+/// Endpoint added/removed and service added/removed, 10 rounds each, as partial syncs of
+/// one `Syncer` (incremental compile, diff against what it applied, own netlink batch).
+fn incremental(shape: Shape, kernel: &Kernel, snapshot: &ClusterSnapshot) {
+    let mut syncer = Syncer::new(ThisNode(kernel), config());
+    let adopted = syncer.sync(snapshot, true).unwrap();
+    assert_eq!(
+        adopted.operations, 0,
+        "the namespace holds the cluster already"
+    );
+    let base = snapshot.clone();
+    let mut with_endpoint = base.clone();
+    with_endpoint.endpoint_slices[0] = Arc::new(slice(0, shape.endpoints + 1, 60_000));
+    let mut with_service = base.clone();
+    let extra = shape.services;
+    with_service.services.push(Arc::new(service(extra)));
+    with_service
+        .endpoint_slices
+        .push(Arc::new(slice(extra, shape.endpoints, 0)));
+    let changes = [
+        ("endpoint added", &with_endpoint, "endpoint removed"),
+        ("service added", &with_service, "service removed"),
+    ];
+    for (up_name, changed, down_name) in changes {
+        let (mut ups, mut downs) = (Vec::new(), Vec::new());
+        for _ in 0..10 {
+            ups.push(syncer.sync(changed, false).unwrap());
+            downs.push(syncer.sync(&base, false).unwrap());
+        }
+        for (name, reports) in [(up_name, ups), (down_name, downs)] {
+            print_partial(shape, name, reports);
+        }
+    }
+    let compiled = compile(&base, &config()).ruleset;
+    assert!(
+        kernel.list().unwrap() == compiled,
+        "the kernel holds the cluster"
+    );
+}
+
+fn print_partial(shape: Shape, name: &str, mut reports: Vec<SyncReport>) {
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.kind == SyncKind::Partial && r.operations > 0)
+    );
+    reports.sort_by_key(|r| r.total_time);
+    let median = &reports[reports.len() / 2];
+    let max = &reports[reports.len() - 1];
+    println!(
+        "{}: one {name}: compile + diff + apply median {:.2} ms (compile {:.2}, apply {:.2}), max {:.2} ms ({} operations, via {})",
+        shape.name(),
+        ms(median.total_time),
+        ms(median.compile_time),
+        ms(median.apply_time),
+        ms(max.total_time),
+        median.operations,
+        median.route.map_or("-", Route::as_str),
+    );
+}
+
+/// A restart over the complete ruleset: a new syncer's first (full) sync lists the
+/// tables, compiles from scratch and diffs; it finds nothing to do.
+fn adoption(shape: Shape, kernel: &Kernel, snapshot: &ClusterSnapshot) {
+    let (listed, list) = timed(|| kernel.list().unwrap());
+    drop(listed);
+    let mut syncer = Syncer::new(ThisNode(kernel), config());
+    let report = syncer.sync(snapshot, true).unwrap();
+    assert_eq!(report.operations, 0, "an adoption with no change");
+    println!(
+        "{}: restart adoption {:.2} s, 0 operations (compile {:.0} ms; listing the tables alone {:.2} s)",
+        shape.name(),
+        report.total_time.as_secs_f64(),
+        ms(report.compile_time),
+        list.as_secs_f64(),
+    );
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if !netns::kernel_tests_enabled("scale") {
+        return;
+    }
+    for shape in SHAPES {
+        if !filter.is_empty() && !filter.iter().any(|f| shape.name().contains(f.as_str())) {
+            continue;
+        }
+        let snapshot = cluster(shape);
+        let ruleset = compile_figures(shape, &snapshot);
+        let (ns, kernel) = full_apply(shape, &snapshot, &ruleset);
+        drop(ruleset);
+        if shape.changes {
+            incremental(shape, &kernel, &snapshot);
+            adoption(shape, &kernel, &snapshot);
+        }
+        drop(kernel);
+        drop(ns);
+    }
+}
