@@ -309,6 +309,7 @@ fn full_apply(shape: Shape, snapshot: &ClusterSnapshot, ruleset: &Ruleset) -> (N
         &diff(&Ruleset::new(), ruleset).unwrap().to_string(),
     );
     drop(reference);
+    let json = through_json(ruleset);
     let ns = NetNs::new("scale");
     let path = helper();
     let kernel = ns.run_inside(move || Kernel::start(Some(&path)).unwrap());
@@ -316,15 +317,32 @@ fn full_apply(shape: Shape, snapshot: &ClusterSnapshot, ruleset: &Ruleset) -> (N
     let report = syncer.sync(snapshot, true).unwrap();
     assert_eq!(report.kind, SyncKind::Full);
     println!(
-        "{}: full apply {:.2} s (compile {:.0} ms, apply {:.2} s, {} commands); nft -f of the script {:.2} s",
+        "{}: full apply {:.2} s (compile {:.0} ms, apply {:.2} s, {} commands); the same as JSON through the helper {:.2} s; nft -f of the script {:.2} s",
         shape.name(),
         report.total_time.as_secs_f64(),
         ms(report.compile_time),
         report.apply_time.as_secs_f64(),
         report.commands,
+        json.as_secs_f64(),
         nft.as_secs_f64()
     );
     (ns, kernel)
+}
+
+/// The full transaction through the helper as libnftables JSON instead of the nft script
+/// `Kernel::apply` sends, in a namespace of its own; the kernel must hold the same
+/// ruleset after it.
+fn through_json(ruleset: &Ruleset) -> Duration {
+    let ns = NetNs::new("scale-json");
+    let path = helper();
+    let kernel = ns.run_inside(move || Kernel::start(Some(&path)).unwrap());
+    let tx = diff(&Ruleset::new(), ruleset).unwrap();
+    let ((), elapsed) = timed(|| kernel.apply_json(&tx).unwrap());
+    assert!(
+        kernel.list().unwrap() == *ruleset,
+        "the script gives the same ruleset"
+    );
+    elapsed
 }
 
 /// Endpoint added/removed and service added/removed, 10 rounds each, as partial syncs of
