@@ -101,6 +101,21 @@ fn memory_of(pid: u32) -> (u64, u64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
+/// `VmRSS` of `pid` in KiB after asking its C allocator to give back every free page
+/// (`malloc_trim(0)` called through gdb, when gdb is installed): what is live, as opposed
+/// to what glibc keeps after a peak. `None` without gdb.
+fn rss_after_malloc_trim(pid: u32) -> Option<u64> {
+    let output = std::process::Command::new("gdb")
+        .args(["-p", &pid.to_string(), "-batch", "-nx"])
+        .args(["-ex", "call (int) malloc_trim(0)"])
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    Some(memory_of(pid).1)
+}
+
 fn parent_of(pid: u32) -> u32 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -151,9 +166,9 @@ impl Sampler {
     /// The largest sample in `[from, to)` and the last sample before `to`, in KiB.
     fn between(&self, from: Instant, to: Instant) -> (u64, u64) {
         let samples = self.samples.lock().unwrap();
-        let inside = samples.iter().filter(|(t, _)| *t >= from && *t < to);
+        let mut inside = samples.iter().filter(|(t, _)| *t >= from && *t < to);
         let max = inside.clone().map(|(_, r)| *r).max().unwrap_or_default();
-        let last = inside.last().map(|(_, r)| *r).unwrap_or_default();
+        let last = inside.next_back().map(|(_, r)| *r).unwrap_or_default();
         (max, last)
     }
 }
@@ -216,7 +231,11 @@ fn peak_memory_of_run_at_10k_services_times_10_endpoints() {
     let helper = wait_for_helper_pid(&proxy);
     let pid = parent_of(helper);
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
-    assert_eq!(comm.trim(), "nftproxy", "the helper's parent is not nftproxy");
+    assert_eq!(
+        comm.trim(),
+        "nftproxy",
+        "the helper's parent is not nftproxy"
+    );
     let sampler = Sampler::start(pid);
 
     let first = proxy.wait_syncs(1, Duration::from_secs(600));
@@ -277,6 +296,12 @@ fn peak_memory_of_run_at_10k_services_times_10_endpoints() {
         mib(rss),
         mib(helper_hwm),
         mib(helper_rss)
+    );
+    let trimmed = |pid| rss_after_malloc_trim(pid).map(|kib| format!("{:.1} MiB", mib(kib)));
+    println!(
+        "VmRSS after malloc_trim(0) (gdb): nftproxy {:?}, nftproxy-nft helper {:?}",
+        trimmed(pid),
+        trimmed(helper)
     );
     assert!(proxy.stop(), "nftproxy did not stop cleanly");
 }
