@@ -35,54 +35,25 @@ mod netns;
 #[path = "../src/sync.rs"]
 mod sync;
 
-use std::collections::BTreeMap;
+#[allow(dead_code, unused_imports)]
+#[path = "../src/kernel_target.rs"]
+mod kernel_target;
+
+#[path = "../tests/common/generated.rs"]
+mod generated;
+
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{
-    Node, NodeAddress, NodeStatus, Service, ServicePort, ServiceSpec,
-};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kernel::{Kernel, KernelError};
+use generated::{config, nft_helper, service, slice};
+use kernel::Kernel;
+use kernel_target::KernelTarget;
 use netns::NetNs;
-use nftproxy_compiler::{ClusterSnapshot, CompileConfig, compile};
-use nftproxy_rules::{Ruleset, Transaction, diff};
-use sync::{Route, SyncKind, SyncReport, Syncer, Target};
-
-/// The kernel as `nftproxy run` drives it: full syncs through libnftables, partial syncs
-/// as nftproxy's own netlink batches.
-struct ThisNode<'k>(&'k Kernel);
-
-impl Target for ThisNode<'_> {
-    type Error = KernelError;
-
-    fn apply(&mut self, transaction: &Transaction) -> Result<(), KernelError> {
-        self.0.apply(transaction)
-    }
-
-    fn apply_partial(
-        &mut self,
-        transaction: &Transaction,
-        current: &Ruleset,
-        desired: &Ruleset,
-    ) -> Result<Route, KernelError> {
-        self.0
-            .apply_batch(transaction, &[desired, current])
-            .map(|()| Route::Netlink)
-            .map_err(|err| KernelError::Refused {
-                message: err.to_string(),
-            })
-    }
-
-    fn list(&mut self) -> Result<Option<Ruleset>, KernelError> {
-        self.0.list().map(Some)
-    }
-}
+use nftproxy_compiler::{ClusterSnapshot, compile};
+use nftproxy_rules::{Ruleset, diff};
+use sync::{Route, SyncKind, SyncReport, Syncer};
 
 /// A generated cluster: `services` ClusterIP services with `endpoints` ready endpoints each.
 #[derive(Debug, Clone, Copy)]
@@ -121,114 +92,6 @@ const SHAPES: [Shape; 4] = [
         changes: false,
     },
 ];
-
-fn helper() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join(kernel::HELPER);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo build --release -p nftproxy-nft`",
-        path.display()
-    );
-    path
-}
-
-fn meta(name: String, labels: Option<BTreeMap<String, String>>) -> ObjectMeta {
-    ObjectMeta {
-        namespace: Some("scale".into()),
-        name: Some(name),
-        labels,
-        ..ObjectMeta::default()
-    }
-}
-
-/// Service `i`: ClusterIP 198.19.(i / 256).(i % 256), port `http` 80 -> 8080.
-fn service(i: usize) -> Service {
-    let ip = format!("198.19.{}.{}", (i >> 8) & 0xff, i & 0xff);
-    Service {
-        metadata: meta(format!("svc-{i}"), None),
-        spec: Some(ServiceSpec {
-            cluster_ip: Some(ip.clone()),
-            cluster_ips: Some(vec![ip]),
-            ip_families: Some(vec!["IPv4".into()]),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 80,
-                target_port: Some(IntOrString::Int(8080)),
-                protocol: Some("TCP".into()),
-                ..ServicePort::default()
-            }]),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    }
-}
-
-/// Service `i`'s slice with `endpoints` ready endpoints in 198.18.0.0/16 (addresses repeat
-/// across services beyond 65k endpoints, as a pod may back several services).
-fn slice(i: usize, endpoints: usize, first: usize) -> EndpointSlice {
-    let label = BTreeMap::from([("kubernetes.io/service-name".into(), format!("svc-{i}"))]);
-    let endpoint = |j: usize| {
-        let k = (i * endpoints + j + first) % 65_000 + 2;
-        Endpoint {
-            addresses: vec![format!("198.18.{}.{}", (k >> 8) & 0xff, k & 0xff)],
-            conditions: Some(EndpointConditions {
-                ready: Some(true),
-                serving: Some(true),
-                terminating: Some(false),
-            }),
-            node_name: Some(format!("node-{}", (i + j) % 4)),
-            ..Endpoint::default()
-        }
-    };
-    EndpointSlice {
-        metadata: meta(format!("svc-{i}-abcde"), Some(label)),
-        address_type: "IPv4".into(),
-        endpoints: (0..endpoints).map(endpoint).collect(),
-        ports: Some(vec![EndpointPort {
-            name: Some("http".into()),
-            port: Some(8080),
-            protocol: Some("TCP".into()),
-            ..EndpointPort::default()
-        }]),
-    }
-}
-
-fn cluster(shape: Shape) -> ClusterSnapshot {
-    let node = Node {
-        metadata: ObjectMeta {
-            name: Some("node-0".into()),
-            ..ObjectMeta::default()
-        },
-        status: Some(NodeStatus {
-            addresses: Some(vec![NodeAddress {
-                type_: "InternalIP".into(),
-                address: "198.51.100.10".into(),
-            }]),
-            ..NodeStatus::default()
-        }),
-        ..Node::default()
-    };
-    ClusterSnapshot {
-        services: (0..shape.services).map(|i| Arc::new(service(i))).collect(),
-        endpoint_slices: (0..shape.services)
-            .map(|i| Arc::new(slice(i, shape.endpoints, 0)))
-            .collect(),
-        nodes: vec![Arc::new(node)],
-        ..ClusterSnapshot::default()
-    }
-}
-
-fn config() -> CompileConfig {
-    CompileConfig {
-        hostname: "node-0".into(),
-        ..CompileConfig::default()
-    }
-}
 
 fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let start = Instant::now();
@@ -299,21 +162,33 @@ fn compile_figures(shape: Shape, snapshot: &ClusterSnapshot) -> Ruleset {
     ruleset
 }
 
+/// The kernel client of `nftproxy run`, started inside `ns`: full syncs through
+/// libnftables, partial syncs as nftproxy's own netlink batches.
+fn target(ns: &NetNs) -> KernelTarget {
+    let path = nft_helper();
+    let kernel = ns.run_inside(move || Kernel::start(Some(&path)).unwrap());
+    KernelTarget {
+        kernel,
+        batches: true,
+    }
+}
+
 /// Full apply as the first sync of `nftproxy run` does it (list the empty kernel,
 /// compile, diff, one libnftables transaction), in a new namespace; `nft -f` of the
-/// script in another one beside it. Returns the namespace and its kernel client.
-fn full_apply(shape: Shape, snapshot: &ClusterSnapshot, ruleset: &Ruleset) -> (NetNs, Kernel) {
+/// script and the same transaction as JSON, each in another namespace, beside it.
+/// Returns the namespace and the syncer, which remembers what it applied.
+fn full_apply(
+    shape: Shape,
+    snapshot: &ClusterSnapshot,
+    ruleset: &Ruleset,
+) -> (NetNs, Syncer<KernelTarget>) {
     let reference = NetNs::new("scale-nft");
-    let nft = nft_script(
-        &reference,
-        &diff(&Ruleset::new(), ruleset).unwrap().to_string(),
-    );
+    let script = diff(&Ruleset::new(), ruleset).unwrap().to_string();
+    let nft = nft_script(&reference, &script);
     drop(reference);
     let json = through_json(ruleset);
     let ns = NetNs::new("scale");
-    let path = helper();
-    let kernel = ns.run_inside(move || Kernel::start(Some(&path)).unwrap());
-    let mut syncer = Syncer::new(ThisNode(&kernel), config());
+    let mut syncer = Syncer::new(target(&ns), config());
     let report = syncer.sync(snapshot, true).unwrap();
     assert_eq!(report.kind, SyncKind::Full);
     println!(
@@ -326,7 +201,7 @@ fn full_apply(shape: Shape, snapshot: &ClusterSnapshot, ruleset: &Ruleset) -> (N
         json.as_secs_f64(),
         nft.as_secs_f64()
     );
-    (ns, kernel)
+    (ns, syncer)
 }
 
 /// The full transaction through the helper as libnftables JSON instead of the nft script
@@ -334,26 +209,20 @@ fn full_apply(shape: Shape, snapshot: &ClusterSnapshot, ruleset: &Ruleset) -> (N
 /// ruleset after it.
 fn through_json(ruleset: &Ruleset) -> Duration {
     let ns = NetNs::new("scale-json");
-    let path = helper();
-    let kernel = ns.run_inside(move || Kernel::start(Some(&path)).unwrap());
+    let KernelTarget { kernel, .. } = target(&ns);
     let tx = diff(&Ruleset::new(), ruleset).unwrap();
     let ((), elapsed) = timed(|| kernel.apply_json(&tx).unwrap());
     assert!(
         kernel.list().unwrap() == *ruleset,
-        "the script gives the same ruleset"
+        "JSON gives the same ruleset as the script"
     );
     elapsed
 }
 
 /// Endpoint added/removed and service added/removed, 10 rounds each, as partial syncs of
-/// one `Syncer` (incremental compile, diff against what it applied, own netlink batch).
-fn incremental(shape: Shape, kernel: &Kernel, snapshot: &ClusterSnapshot) {
-    let mut syncer = Syncer::new(ThisNode(kernel), config());
-    let adopted = syncer.sync(snapshot, true).unwrap();
-    assert_eq!(
-        adopted.operations, 0,
-        "the namespace holds the cluster already"
-    );
+/// the syncer that made the full apply (incremental compile, diff against what it
+/// applied, own netlink batch). Ends with the cluster as it was.
+fn incremental(shape: Shape, syncer: &mut Syncer<KernelTarget>, snapshot: &ClusterSnapshot) {
     let base = snapshot.clone();
     let mut with_endpoint = base.clone();
     with_endpoint.endpoint_slices[0] = Arc::new(slice(0, shape.endpoints + 1, 60_000));
@@ -377,18 +246,13 @@ fn incremental(shape: Shape, kernel: &Kernel, snapshot: &ClusterSnapshot) {
             print_partial(shape, name, reports);
         }
     }
-    let compiled = compile(&base, &config()).ruleset;
-    assert!(
-        kernel.list().unwrap() == compiled,
-        "the kernel holds the cluster"
-    );
 }
 
 fn print_partial(shape: Shape, name: &str, mut reports: Vec<SyncReport>) {
+    let partial = |r: &SyncReport| r.kind == SyncKind::Partial && r.operations > 0;
     assert!(
-        reports
-            .iter()
-            .all(|r| r.kind == SyncKind::Partial && r.operations > 0)
+        reports.iter().all(partial),
+        "every change is a partial sync"
     );
     reports.sort_by_key(|r| r.total_time);
     let median = &reports[reports.len() / 2];
@@ -405,12 +269,14 @@ fn print_partial(shape: Shape, name: &str, mut reports: Vec<SyncReport>) {
     );
 }
 
-/// A restart over the complete ruleset: a new syncer's first (full) sync lists the
-/// tables, compiles from scratch and diffs; it finds nothing to do.
-fn adoption(shape: Shape, kernel: &Kernel, snapshot: &ClusterSnapshot) {
-    let (listed, list) = timed(|| kernel.list().unwrap());
+/// A restart over the complete ruleset: a new kernel client and syncer, whose first
+/// (full) sync lists the tables, compiles from scratch and diffs, and must find nothing
+/// to do (which also checks that the partial syncs left exactly the cluster's ruleset).
+fn adoption(shape: Shape, ns: &NetNs, snapshot: &ClusterSnapshot) {
+    let restarted = target(ns);
+    let (listed, list) = timed(|| restarted.kernel.list().unwrap());
     drop(listed);
-    let mut syncer = Syncer::new(ThisNode(kernel), config());
+    let mut syncer = Syncer::new(restarted, config());
     let report = syncer.sync(snapshot, true).unwrap();
     assert_eq!(report.operations, 0, "an adoption with no change");
     println!(
@@ -434,15 +300,14 @@ fn main() {
         if !filter.is_empty() && !filter.iter().any(|f| shape.name().contains(f.as_str())) {
             continue;
         }
-        let snapshot = cluster(shape);
+        let snapshot = generated::cluster(shape.services, shape.endpoints);
         let ruleset = compile_figures(shape, &snapshot);
-        let (ns, kernel) = full_apply(shape, &snapshot, &ruleset);
+        let (ns, mut syncer) = full_apply(shape, &snapshot, &ruleset);
         drop(ruleset);
         if shape.changes {
-            incremental(shape, &kernel, &snapshot);
-            adoption(shape, &kernel, &snapshot);
+            incremental(shape, &mut syncer, &snapshot);
+            drop(syncer);
+            adoption(shape, &ns, &snapshot);
         }
-        drop(kernel);
-        drop(ns);
     }
 }

@@ -12,6 +12,7 @@ mod events;
 mod http;
 mod inputs;
 mod kernel;
+mod kernel_target;
 mod logging;
 mod manifest_source;
 mod metrics;

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use nftproxy_compiler::kube_proxy_config::KubeProxyConfiguration;
 use nftproxy_compiler::{ClusterSnapshot, CompileConfig, UdpPort};
-use nftproxy_rules::{Ruleset, Transaction};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -27,70 +26,19 @@ use crate::collectors;
 use crate::conntrack;
 use crate::events::EventPublisher;
 use crate::http::{self, HealthCheckServers};
-use crate::kernel::{Kernel, KernelError};
+use crate::kernel::Kernel;
+use crate::kernel_target::KernelTarget;
 use crate::manifest_source::ManifestSource;
 use crate::metrics::{Metrics, RulesetSize};
 use crate::settings;
 use crate::settings::Settings;
 use crate::sources::{ClusterSources, SourcesConfig};
 use crate::status::{LastSync, Status};
-use crate::sync::{Route, SyncReport, Syncer, Target};
+use crate::sync::{SyncReport, Syncer};
 use crate::sync_loop::{self, Changes, Outcome, Source, Timing};
 
 /// How often a manifest directory is checked for changes.
 const MANIFEST_POLL: Duration = Duration::from_millis(200);
-
-/// The kernel as the syncer uses it: a listing that the model cannot represent means
-/// "replace the tables", any other failure is an error. Partial syncs go as netlink
-/// batches of nftproxy's own when `batches` is set and the encoder covers them.
-#[derive(Debug)]
-pub struct KernelTarget {
-    pub kernel: Kernel,
-    pub batches: bool,
-}
-
-impl Target for KernelTarget {
-    type Error = KernelError;
-
-    fn apply(&mut self, transaction: &Transaction) -> Result<(), KernelError> {
-        self.kernel.apply(transaction)
-    }
-
-    fn apply_partial(
-        &mut self,
-        transaction: &Transaction,
-        current: &Ruleset,
-        desired: &Ruleset,
-    ) -> Result<Route, KernelError> {
-        if !self.batches {
-            return self.apply(transaction).map(|()| Route::Libnftables);
-        }
-        match self.kernel.apply_batch(transaction, &[desired, current]) {
-            Ok(()) => Ok(Route::Netlink),
-            Err(err) if err.not_sent() => {
-                // Nothing reached nf_tables: the same transaction can go the other way.
-                tracing::debug!(%err, "partial sync through libnftables");
-                self.apply(transaction).map(|()| Route::Libnftables)
-            }
-            Err(err) => Err(KernelError::Refused {
-                message: err.to_string(),
-            }),
-        }
-    }
-
-    fn list(&mut self) -> Result<Option<nftproxy_rules::Ruleset>, KernelError> {
-        match self.kernel.list() {
-            Ok(ruleset) => Ok(Some(ruleset)),
-            Err(KernelError::ParseListing { source }) => {
-                tracing::warn!(
-                    "nftproxy's tables hold something it never writes ({source}); replacing them"
-                );
-                Ok(None)
-            }
-            Err(err) => Err(err),
-        }
-    }
-}
 
 /// Runs `run`. Returns when stopped by a signal.
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {

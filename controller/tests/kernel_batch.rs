@@ -22,8 +22,8 @@ mod netlink;
 mod fixtures;
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
 
+use common::generated::nft_helper;
 use common::netns::{NetNs, kernel_tests_enabled};
 use kernel::batch;
 use kernel::direct::DirectError;
@@ -34,15 +34,9 @@ use nftproxy_rules::{
     fixtures::every_construct,
 };
 
-fn helper() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    dir.join(kernel::HELPER)
-}
-
 /// A kernel (helper and netfilter socket) working inside `ns`.
 fn kernel_in(ns: &NetNs) -> Kernel {
-    let path = helper();
+    let path = nft_helper();
     ns.run_inside(move || Kernel::start(Some(&path)).expect("the helper starts"))
 }
 

@@ -24,31 +24,19 @@ mod netlink;
 #[path = "../../compiler/tests/support/fixtures.rs"]
 mod fixtures;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::generated::nft_helper;
 use common::netns::{NetNs, kernel_tests_enabled};
 use kernel::{Kernel, KernelError, tables};
 use nftproxy_compiler::compile;
 use nftproxy_rules::{Chain, Element, Op, Rule, Ruleset, Stmt, Transaction, Value, Verdict, diff};
 
-/// The workspace's `nftproxy-nft`, built next to this test's `deps/` directory.
-fn helper() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = dir.join(kernel::HELPER);
-    assert!(
-        path.is_file(),
-        "{} is missing: build it first (`cargo build -p nftproxy-nft`; `cargo test --workspace` does)",
-        path.display()
-    );
-    path
-}
-
 /// A `Kernel` whose helper works inside `ns`.
 fn kernel_in(ns: &NetNs) -> Kernel {
-    let path = helper();
+    let path = nft_helper();
     ns.run_inside(move || Kernel::start(Some(&path)))
         .unwrap_or_else(|e| panic!("the helper does not start: {e}"))
 }
@@ -326,7 +314,7 @@ fn a_helper_that_cannot_be_restarted_fails_that_call_and_the_next_call_tries_aga
     let ns = NetNs::new("khgone");
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join(kernel::HELPER);
-    install_executable(&helper(), &copy);
+    install_executable(&nft_helper(), &copy);
     let path = copy.clone();
     let kernel = ns.run_inside(move || Kernel::start(Some(&path))).unwrap();
     std::fs::rename(&copy, dir.path().join("moved")).unwrap();

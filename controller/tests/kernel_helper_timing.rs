@@ -22,124 +22,22 @@ mod kernel;
 #[path = "../src/netlink.rs"]
 mod netlink;
 
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::generated::{self, nft_helper};
 use common::netns::{NetNs, kernel_tests_enabled};
-use k8s_openapi::api::core::v1::{
-    Node, NodeAddress, NodeStatus, Service, ServicePort, ServiceSpec,
-};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kernel::{Kernel, tables};
-use nftproxy_compiler::{ClusterSnapshot, CompileConfig, compile};
+use nftproxy_compiler::{ClusterSnapshot, compile};
 use nftproxy_rules::{Ruleset, Transaction, diff};
 
 const SERVICES: usize = 10_000;
 const ENDPOINTS: usize = 10;
 
-fn helper() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join(kernel::HELPER);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo build -p nftproxy-nft`",
-        path.display()
-    );
-    path
-}
-
-fn meta(name: String, labels: Option<BTreeMap<String, String>>) -> ObjectMeta {
-    ObjectMeta {
-        namespace: Some("bench".into()),
-        name: Some(name),
-        labels,
-        ..ObjectMeta::default()
-    }
-}
-
-fn service(i: usize) -> Service {
-    let ip = format!("198.19.{}.{}", i >> 8, i & 0xff);
-    Service {
-        metadata: meta(format!("svc-{i}"), None),
-        spec: Some(ServiceSpec {
-            cluster_ip: Some(ip.clone()),
-            cluster_ips: Some(vec![ip]),
-            ip_families: Some(vec!["IPv4".into()]),
-            selector: Some(BTreeMap::from([("app".into(), format!("svc-{i}"))])),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 80,
-                protocol: Some("TCP".into()),
-                target_port: Some(IntOrString::Int(8080)),
-                ..ServicePort::default()
-            }]),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    }
-}
-
-fn slice(i: usize, endpoints: usize) -> EndpointSlice {
-    let label = BTreeMap::from([("kubernetes.io/service-name".into(), format!("svc-{i}"))]);
-    let endpoint = |j: usize| {
-        let k = i * ENDPOINTS + j;
-        Endpoint {
-            addresses: vec![format!("198.18.{}.{}", (k >> 8) & 0xff, k & 0xff)],
-            conditions: Some(EndpointConditions {
-                ready: Some(true),
-                serving: Some(true),
-                terminating: Some(false),
-            }),
-            node_name: Some(format!("node-{}", (i + j) % 4)),
-            ..Endpoint::default()
-        }
-    };
-    EndpointSlice {
-        metadata: meta(format!("svc-{i}-abcde"), Some(label)),
-        address_type: "IPv4".into(),
-        endpoints: (0..endpoints).map(endpoint).collect(),
-        ports: Some(vec![EndpointPort {
-            name: Some("http".into()),
-            port: Some(8080),
-            protocol: Some("TCP".into()),
-            ..EndpointPort::default()
-        }]),
-    }
-}
-
 fn cluster() -> ClusterSnapshot {
-    let node = Node {
-        metadata: ObjectMeta {
-            name: Some("node-0".into()),
-            ..ObjectMeta::default()
-        },
-        status: Some(NodeStatus {
-            addresses: Some(vec![NodeAddress {
-                type_: "InternalIP".into(),
-                address: "198.51.100.10".into(),
-            }]),
-            ..NodeStatus::default()
-        }),
-        ..Node::default()
-    };
-    ClusterSnapshot {
-        services: (0..SERVICES).map(|i| Arc::new(service(i))).collect(),
-        endpoint_slices: (0..SERVICES)
-            .map(|i| Arc::new(slice(i, ENDPOINTS)))
-            .collect(),
-        nodes: vec![Arc::new(node)],
-        ..ClusterSnapshot::default()
-    }
+    generated::cluster(SERVICES, ENDPOINTS)
 }
 
 /// Runs `nft -j -f -` on `input` from a thread inside `ns`; returns the wall time.
@@ -216,7 +114,7 @@ struct Figures {
 
 fn through_helper(r0: &Ruleset, r1: &Ruleset) -> Figures {
     let ns = NetNs::new("khtime");
-    let path = helper();
+    let path = nft_helper();
     let kernel = ns.run_inside(move || Kernel::start(Some(&path)).unwrap());
     let full = diff(&Ruleset::new(), r0).unwrap();
     let ((), load) = timed(|| kernel.apply(&full).unwrap());
@@ -255,7 +153,7 @@ fn helper_round_trips_and_10k_service_loads_next_to_nft() {
         return;
     }
     let ns = NetNs::new("khtrt");
-    let path = helper();
+    let path = nft_helper();
     let kernel = ns.run_inside(move || Kernel::start(Some(&path)).unwrap());
     let ping = median(1000, || timed(|| kernel.ping().unwrap()).1);
     let empty = Transaction::new();
@@ -298,13 +196,10 @@ fn helper_round_trips_and_10k_service_loads_next_to_nft() {
 
 /// The compiled cluster, and the same with one endpoint added to the first service.
 fn one_endpoint_added() -> (Ruleset, Ruleset) {
-    let config = CompileConfig {
-        hostname: "node-0".into(),
-        ..CompileConfig::default()
-    };
+    let config = generated::config();
     let mut snapshot = cluster();
     let r0 = compile(&snapshot, &config).ruleset;
-    snapshot.endpoint_slices[0] = Arc::new(slice(0, ENDPOINTS + 1));
+    snapshot.endpoint_slices[0] = Arc::new(generated::slice(0, ENDPOINTS + 1, 0));
     let r1 = compile(&snapshot, &config).ruleset;
     (r0, r1)
 }
@@ -362,7 +257,7 @@ fn one_endpoint_change_at_10k_as_a_batch_of_our_own() {
     let (r0, r1) = one_endpoint_added();
     let ns = NetNs::new("khtbatch");
     nft_script(&ns, &diff(&Ruleset::new(), &r0).unwrap().to_string());
-    let path = helper();
+    let path = nft_helper();
     let kernel = ns.run_inside(move || Kernel::start(Some(&path)).expect("the helper starts"));
     let (up, down) = (diff(&r0, &r1).unwrap(), diff(&r1, &r0).unwrap());
     // The parts of the change on their own: the elements, and the chain rewrite.

@@ -16,9 +16,9 @@ mod netlink;
 
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::generated::nft_helper;
 use common::netns::kernel_tests_enabled;
 use kernel::Kernel;
 use lab::{Lab, Member, Node};
@@ -89,12 +89,6 @@ const PAYLOAD: usize = 100;
 /// What the counter adds per IPv4 datagram: the IP packet (20 + 8 + payload bytes).
 const IPV4_PACKET: u64 = 20 + 8 + PAYLOAD as u64;
 
-fn helper() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    dir.join(kernel::HELPER)
-}
-
 /// (family, namespace/service/protocol/port) -> (packets, bytes).
 type Counts = BTreeMap<(Family, String), (u64, u64)>;
 
@@ -123,7 +117,7 @@ fn lab_and_kernel() -> (Lab, Kernel) {
         .client("ext", 10)
         .build();
     lab.load_cluster(CLUSTER, None);
-    let path = helper();
+    let path = nft_helper();
     let kernel = lab
         .node1()
         .run_inside(move || Kernel::start(Some(&path)).expect("the helper starts"));
@@ -221,7 +215,7 @@ fn reading_ten_thousand_counters_takes_one_dump() {
     }
     use nftproxy_rules::{DataType, Element, L4Proto, Ruleset, Set, Table, Value, diff};
     let ns = common::netns::NetNs::new("counters-10k");
-    let path = helper();
+    let path = nft_helper();
     let kernel = ns.run_inside(move || Kernel::start(Some(&path)).expect("the helper starts"));
     let mut table = Table::new(Family::Ip, "nftproxy");
     let key = vec![

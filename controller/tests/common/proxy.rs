@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -35,21 +35,7 @@ pub struct SyncEvent {
     pub report_ms: f64,
 }
 
-/// The workspace's `nftproxy-nft` helper, built next to the test's `deps/` directory.
-pub fn nft_helper() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
-    let helper = dir.join("nftproxy-nft");
-    assert!(
-        helper.exists(),
-        "{} is missing: build it first (`cargo build -p nftproxy-nft`; `cargo test --workspace` does)",
-        helper.display()
-    );
-    helper
-}
+pub use super::generated::nft_helper;
 
 #[derive(Debug, Default)]
 struct Log {
