@@ -156,7 +156,7 @@ impl Collector for Events {
 /// `nftproxy_service_{packets,bytes}_total{namespace,service,protocol,port}`: the kernel's
 /// per-service-port counters (client-to-service direction, both families summed), read
 /// with one netlink dump per scrape.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Traffic(pub CounterReader);
 
 impl Collector for Traffic {

@@ -27,6 +27,7 @@ use crate::conntrack;
 use crate::events::EventPublisher;
 use crate::http::{self, HealthCheckServers};
 use crate::kernel::Kernel;
+use crate::kernel::counters::CounterReader;
 use crate::kernel_target::KernelTarget;
 use crate::manifest_source::ManifestSource;
 use crate::metrics::{Metrics, RulesetSize};
@@ -82,7 +83,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         Arc::clone(&changes),
     ));
     let state = http::State {
-        metrics: Arc::new(metrics(&*source, &status, &changes, events.as_ref())),
+        metrics: Arc::new(metrics(&*source, &status, &changes, events.as_ref())?),
         status: Arc::clone(&status),
     };
     let _health_server = http::start_health(runtime.handle(), addresses.healthz, state.clone())?;
@@ -167,18 +168,19 @@ fn metrics(
     status: &Arc<Status>,
     changes: &Arc<Changes>,
     events: Option<&EventPublisher>,
-) -> Metrics {
+) -> anyhow::Result<Metrics> {
     let mut metrics = Metrics::new();
     if let Some(log) = source.change_log() {
         metrics.register_collector(Box::new(collectors::Changes(log)));
     }
     metrics.register_collector(Box::new(collectors::NoLocal::new(Arc::clone(status))));
     metrics.register_collector(Box::new(collectors::LastQueued(Arc::clone(changes))));
-    metrics.register_collector(Box::new(collectors::Traffic::default()));
+    let counters = CounterReader::open().context("cannot open a netfilter socket")?;
+    metrics.register_collector(Box::new(collectors::Traffic(counters)));
     if let Some(publisher) = events {
         metrics.register_collector(Box::new(collectors::Events(publisher.counters())));
     }
-    metrics
+    Ok(metrics)
 }
 
 /// A manifest directory shared with its watcher thread.

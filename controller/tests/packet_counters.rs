@@ -1,6 +1,6 @@
 //! Packet-flow test of the per-service-port traffic counters: real datagrams to a
 //! ClusterIP grow that port's counter object by exactly what was sent, read back with
-//! `Kernel::service_counters` (one netlink dump), and no other service's counter moves.
+//! a `CounterReader` (one netlink dump, as `/metrics` reads them), and no other service's counter moves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use common::generated::nft_helper;
 use common::netns::kernel_tests_enabled;
 use kernel::Kernel;
+use kernel::counters::CounterReader;
 use lab::{Lab, Member, Node};
 use nftproxy_rules::Family;
 
@@ -93,9 +94,9 @@ const IPV4_PACKET: u64 = 20 + 8 + PAYLOAD as u64;
 type Counts = BTreeMap<(Family, String), (u64, u64)>;
 
 /// nftproxy's counters, by the labels their names stand for.
-fn read(kernel: &Kernel) -> Counts {
-    kernel
-        .service_counters()
+fn read(reader: &CounterReader) -> Counts {
+    reader
+        .read()
         .expect("the counters dump")
         .into_iter()
         .map(|c| {
@@ -108,8 +109,8 @@ fn read(kernel: &Kernel) -> Counts {
 }
 
 /// The lab (pods `a`, `b`, `x`, client `ext`) with `CLUSTER` loaded into node-1, and a
-/// kernel handle in node-1.
-fn lab_and_kernel() -> (Lab, Kernel) {
+/// counter reader in node-1.
+fn lab_and_reader() -> (Lab, CounterReader) {
     let lab = Lab::builder()
         .pod("a", Node::One, 10)
         .pod("b", Node::Two, 10)
@@ -117,11 +118,10 @@ fn lab_and_kernel() -> (Lab, Kernel) {
         .client("ext", 10)
         .build();
     lab.load_cluster(CLUSTER, None);
-    let path = nft_helper();
-    let kernel = lab
+    let reader = lab
         .node1()
-        .run_inside(move || Kernel::start(Some(&path)).expect("the helper starts"));
-    (lab, kernel)
+        .run_inside(|| CounterReader::open().expect("a netfilter socket"));
+    (lab, reader)
 }
 
 /// Sends `DATAGRAMS` UDP datagrams of `PAYLOAD` bytes from `from` to each of `targets`.
@@ -138,12 +138,17 @@ fn send(lab: &Lab, from: Member<'static>, targets: &'static [&'static str]) {
 
 /// The counters once `key` has counted `packets` more than in `before` (the datagrams
 /// cross veth pairs: the receiving side may count them a moment later), or after 2 s.
-fn read_until(kernel: &Kernel, before: &Counts, key: &(Family, String), packets: u64) -> Counts {
+fn read_until(
+    reader: &CounterReader,
+    before: &Counts,
+    key: &(Family, String),
+    packets: u64,
+) -> Counts {
     let deadline = Instant::now() + Duration::from_secs(2);
-    let mut after = read(kernel);
+    let mut after = read(reader);
     while after[key].0 < before[key].0 + packets && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
-        after = read(kernel);
+        after = read(reader);
     }
     after
 }
@@ -169,8 +174,8 @@ fn datagrams_to_a_cluster_ip_grow_only_that_ports_counter() {
     if !kernel_tests_enabled("datagrams_to_a_cluster_ip_grow_only_that_ports_counter") {
         return;
     }
-    let (lab, kernel) = lab_and_kernel();
-    let before = read(&kernel);
+    let (lab, reader) = lab_and_reader();
+    let before = read(&reader);
     let expected_keys = [
         (Family::Ip, "default/edge/udp/dns"),
         (Family::Ip, "default/idle/udp/dns"),
@@ -183,7 +188,7 @@ fn datagrams_to_a_cluster_ip_grow_only_that_ports_counter() {
     assert_eq!(keys, expected_keys);
     send(&lab, Member::Pod("x"), &["198.19.0.70:53"]);
     let web = (Family::Ip, "default/web/udp/dns".to_owned());
-    let after = read_until(&kernel, &before, &web, DATAGRAMS);
+    let after = read_until(&reader, &before, &web, DATAGRAMS);
     assert_only_grown(&before, &after, &web, DATAGRAMS);
 }
 
@@ -192,19 +197,19 @@ fn node_port_and_external_ip_traffic_is_counted_for_its_port() {
     if !kernel_tests_enabled("node_port_and_external_ip_traffic_is_counted_for_its_port") {
         return;
     }
-    let (lab, kernel) = lab_and_kernel();
-    let before = read(&kernel);
+    let (lab, reader) = lab_and_reader();
+    let before = read(&reader);
     send(
         &lab,
         Member::Client("ext"),
         &["198.51.100.1:30053", "192.0.2.72:53"],
     );
     let edge = (Family::Ip, "default/edge/udp/dns".to_owned());
-    let after = read_until(&kernel, &before, &edge, 2 * DATAGRAMS);
+    let after = read_until(&reader, &before, &edge, 2 * DATAGRAMS);
     assert_only_grown(&before, &after, &edge, 2 * DATAGRAMS);
 }
 
-/// Measurement, not a timed assertion: how long one `service_counters` dump takes with
+/// Measurement, not a timed assertion: how long one counters dump takes with
 /// 10,000 counter objects (and their `service-counters` elements) in the kernel.
 /// `cargo test -p nftproxy --test packet_counters -- --ignored --nocapture` (root).
 #[test]
@@ -216,7 +221,10 @@ fn reading_ten_thousand_counters_takes_one_dump() {
     use nftproxy_rules::{DataType, Element, L4Proto, Ruleset, Set, Table, Value, diff};
     let ns = common::netns::NetNs::new("counters-10k");
     let path = nft_helper();
-    let kernel = ns.run_inside(move || Kernel::start(Some(&path)).expect("the helper starts"));
+    let (kernel, reader) = ns.run_inside(move || {
+        let kernel = Kernel::start(Some(&path)).expect("the helper starts");
+        (kernel, CounterReader::open().expect("a netfilter socket"))
+    });
     let mut table = Table::new(Family::Ip, "nftproxy");
     let key = vec![
         DataType::Ipv4Addr,
@@ -242,13 +250,13 @@ fn reading_ten_thousand_counters_takes_one_dump() {
     let mut times = Vec::new();
     for _ in 0..10 {
         let start = Instant::now();
-        let counters = kernel.service_counters().unwrap();
+        let counters = reader.read().unwrap();
         times.push(start.elapsed());
         assert_eq!(counters.len(), 10_000);
     }
     times.sort();
     println!(
-        "service_counters() with 10k counter objects: median {:?}, min {:?}, max {:?}",
+        "one counters dump with 10k counter objects: median {:?}, min {:?}, max {:?}",
         times[times.len() / 2],
         times[0],
         times[times.len() - 1]

@@ -39,14 +39,22 @@ impl ServiceCounter {
 }
 
 /// Reads the counters on a netfilter socket of its own, so that a scrape never waits for a
-/// sync (which holds the kernel client's socket). The socket is opened on first use, in the
-/// network namespace of the calling thread, and opened again after a failure.
-#[derive(Debug, Default)]
+/// sync (which holds the kernel client's socket). The socket belongs to the network
+/// namespace of the thread that opened it; after a failed dump it is opened again (on the
+/// reading thread).
+#[derive(Debug)]
 pub struct CounterReader {
     socket: Mutex<Option<Netfilter>>,
 }
 
 impl CounterReader {
+    /// A reader whose socket is opened now, in the calling thread's network namespace.
+    pub fn open() -> std::io::Result<Self> {
+        Ok(CounterReader {
+            socket: Mutex::new(Some(Netfilter::open()?)),
+        })
+    }
+
     /// Every counter object of nftproxy's tables.
     pub fn read(&self) -> std::io::Result<Vec<ServiceCounter>> {
         let mut socket = self.socket.lock().unwrap_or_else(PoisonError::into_inner);

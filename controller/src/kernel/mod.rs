@@ -68,10 +68,6 @@ pub enum KernelError {
     /// The netlink dump of the namespace's tables failed.
     #[error("cannot list the tables over netlink: {0}")]
     ListTables(io::Error),
-    /// The netlink dump of the counter objects failed.
-    #[allow(dead_code, reason = "see Kernel::service_counters")]
-    #[error("cannot read the service counters over netlink: {0}")]
-    ReadCounters(io::Error),
 }
 
 fn stderr_note(stderr: &str) -> String {
@@ -221,22 +217,6 @@ impl Kernel {
                 nftproxy_compiler::is_table_name(&name).then(|| TableId::new(family, name))
             })
             .collect())
-    }
-
-    /// The packet and byte counts of every service port's counter object in nftproxy's
-    /// tables (both families), from one netlink dump: no ruleset listing. Map a counter to
-    /// its service with [`counters::ServiceCounter::labels`]. (`/metrics` reads through a
-    /// [`counters::CounterReader`] of its own; the kernel tests read here.)
-    #[allow(
-        dead_code,
-        reason = "the kernel tests read the counters of their namespace here"
-    )]
-    pub fn service_counters(&self) -> Result<Vec<counters::ServiceCounter>, KernelError> {
-        let mut netfilter = self
-            .netfilter
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        counters::service_counters(&mut netfilter).map_err(KernelError::ReadCounters)
     }
 
     /// Deletes nftproxy's tables and nothing else (`nftproxy cleanup`); no error when there
