@@ -89,7 +89,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let _health_server = http::start_health(runtime.handle(), addresses.healthz, state.clone())?;
     let _metrics_server = http::start_metrics(runtime.handle(), addresses.metrics, state.clone())?;
     let mut reporter = Reporter {
-        hostname,
         health_checks: HealthCheckServers::new(runtime.handle().clone(), status),
         state,
         events,
@@ -291,7 +290,6 @@ async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> 
 /// What the loop reports to after each sync: logs, metrics, the HTTP status, the
 /// health-check node ports, Events and stale conntrack entries.
 struct Reporter {
-    hostname: String,
     state: http::State,
     health_checks: HealthCheckServers,
     /// Posts diagnostics as Kubernetes Events (API server mode only).
@@ -317,11 +315,6 @@ impl Reporter {
         if let Some(log) = source.change_log() {
             metrics.programmed(&log.take_triggers(started), finished);
         }
-        let node = snapshot
-            .nodes
-            .iter()
-            .find(|n| n.metadata.name.as_deref() == Some(self.hostname.as_str()));
-        self.state.status.node_changed(node.map(AsRef::as_ref));
         self.state.status.synced(LastSync {
             snapshot,
             config: syncer.config().clone(),

@@ -51,14 +51,8 @@ pub struct Status {
     timeout: Duration,
     /// Knows since when a change has waited to be programmed.
     changes: Arc<Changes>,
-    state: Mutex<State>,
-}
-
-#[derive(Debug)]
-struct State {
-    last_updated: Option<SystemTime>,
-    node_eligible: bool,
-    last_sync: Option<LastSync>,
+    /// The last successful sync; everything else is derived from it.
+    last_sync: Mutex<Option<LastSync>>,
 }
 
 impl Status {
@@ -68,24 +62,19 @@ impl Status {
         Status {
             timeout,
             changes,
-            state: Mutex::new(State {
-                last_updated: None,
-                node_eligible: true,
-                last_sync: None,
-            }),
+            last_sync: Mutex::new(None),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<LastSync>> {
+        self.last_sync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Records a successful sync.
     pub fn synced(&self, last: LastSync) {
-        let mut state = self.lock();
-        state.last_updated = Some(last.at);
-        let old = state.last_sync.replace(last);
-        drop(state);
+        let old = self.lock().replace(last);
         // A full sync's transaction can hold the whole ruleset, and a large cluster's
         // snapshot is tens of thousands of shared pointers: free them off the sync's path.
         let large = old.filter(|o| {
@@ -95,30 +84,30 @@ impl Status {
         crate::sync::drop_in_background(large);
     }
 
-    /// Reads this node's deletion state from its Node object (none: eligible).
-    pub fn node_changed(&self, node: Option<&Node>) {
-        self.lock().node_eligible = node.is_none_or(node_eligible);
-    }
-
-    /// Health now.
+    /// Health now. The node's deletion state is read from the Node object (named like the
+    /// compile configuration's hostname) of the last successful sync; none: eligible.
     pub fn health(&self) -> Health {
         let waited = self.changes.pending_since().map(|since| since.elapsed());
-        let state = self.lock();
+        let last = self.lock();
+        let node = last.as_ref().and_then(|l| {
+            let named = |n: &&Arc<Node>| n.metadata.name.as_deref() == Some(&l.config.hostname);
+            l.snapshot.nodes.iter().find(named)
+        });
         Health {
             proxy_healthy: waited.is_none_or(|w| w <= self.timeout),
-            node_eligible: state.node_eligible,
-            last_updated: state.last_updated,
+            node_eligible: node.is_none_or(|n| node_eligible(n)),
+            last_updated: last.as_ref().map(|l| l.at),
         }
     }
 
     /// Whether a sync has succeeded since start.
     pub fn ready(&self) -> bool {
-        self.lock().last_updated.is_some()
+        self.lock().is_some()
     }
 
     /// The last successful sync, if any.
     pub fn last_sync(&self) -> Option<LastSync> {
-        self.lock().last_sync.clone()
+        self.lock().clone()
     }
 }
 
@@ -175,27 +164,47 @@ mod tests {
         assert!(!status.health().proxy_healthy, "start-up still waits");
     }
 
+    /// A last sync whose snapshot holds `node`, named like the configuration's hostname.
+    fn with_node(node: Node) -> LastSync {
+        let mut node = node;
+        node.metadata.name = Some("node-1".into());
+        let mut last = last();
+        last.config.hostname = "node-1".into();
+        last.snapshot.nodes = vec![Arc::new(node)];
+        last
+    }
+
     #[test]
     fn a_node_being_deleted_or_tainted_for_deletion_is_not_eligible() {
         let status = Status::new(Duration::from_secs(60), Arc::new(Changes::new()));
-        let mut node = Node::default();
-        status.node_changed(Some(&node));
+        assert!(status.health().node_eligible, "no sync yet: eligible");
+        status.synced(with_node(Node::default()));
         assert!(status.health().node_eligible);
-        node.spec = Some(NodeSpec {
-            taints: Some(vec![Taint {
-                key: TO_BE_DELETED_TAINT.into(),
-                effect: "NoSchedule".into(),
-                ..Taint::default()
-            }]),
-            ..NodeSpec::default()
-        });
-        status.node_changed(Some(&node));
+        let tainted = Node {
+            spec: Some(NodeSpec {
+                taints: Some(vec![Taint {
+                    key: TO_BE_DELETED_TAINT.into(),
+                    effect: "NoSchedule".into(),
+                    ..Taint::default()
+                }]),
+                ..NodeSpec::default()
+            }),
+            ..Node::default()
+        };
+        status.synced(with_node(tainted));
         assert!(!status.health().node_eligible);
-        node.spec = None;
-        node.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
-        status.node_changed(Some(&node));
+        let mut deleting = Node::default();
+        deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        status.synced(with_node(deleting.clone()));
         assert!(!status.health().node_eligible);
-        status.node_changed(None);
-        assert!(status.health().node_eligible);
+        deleting.metadata.name = Some("another-node".into());
+        let mut other = last();
+        other.config.hostname = "node-1".into();
+        other.snapshot.nodes = vec![Arc::new(deleting)];
+        status.synced(other);
+        assert!(
+            status.health().node_eligible,
+            "another node being deleted is not ours"
+        );
     }
 }
