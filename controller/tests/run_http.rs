@@ -7,7 +7,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -138,10 +137,6 @@ impl Running {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-}
-
-fn dir_path(running: &Running) -> &Path {
-    running.dir.path()
 }
 
 #[test]
@@ -378,5 +373,4 @@ fn debug_endpoints_show_the_applied_ruleset_transaction_and_services() {
         404,
         "debug only on the metrics address"
     );
-    let _ = dir_path(&run);
 }

@@ -404,3 +404,23 @@ pub fn every_construct() -> Ruleset {
     ruleset.insert_table(table(&ipv6));
     ruleset
 }
+
+/// Table `ip nftproxy` with one counter object `counter-X-ns/a/tcp/80`, a counter map `m`
+/// naming it for port 80, and a chain `c` whose rule counts through the map.
+pub fn counter_table() -> Table {
+    let mut table = Table::new(Family::Ip, "nftproxy");
+    table.insert_counter("counter-X-ns/a/tcp/80");
+    let mut map = Set::map("m", vec![DataType::InetService], DataType::Counter);
+    map.insert(Element::mapping(
+        vec![Value::Port(80)],
+        Value::ObjRef("counter-X-ns/a/tcp/80".into()),
+    ));
+    table.insert_set(map);
+    table.insert_chain(
+        Chain::regular("c").with_rule(Rule::new(vec![Stmt::CounterMap {
+            key: Expr::Payload(PayloadField::ThDport),
+            map: "m".into(),
+        }])),
+    );
+    table
+}

@@ -125,20 +125,7 @@ fn counter_objects_parse_without_their_counts_and_counter_maps_name_them() {
         ]}},
     ]});
     let parsed = Ruleset::from_nft_json(&listing, &[ip_nftproxy()]).unwrap();
-    let mut table = Table::new(Family::Ip, "nftproxy");
-    table.insert_counter("counter-X-ns/a/tcp/80");
-    let mut map = Set::map("m", vec![DataType::InetService], DataType::Counter);
-    map.insert(Element::mapping(
-        vec![Value::Port(80)],
-        Value::ObjRef("counter-X-ns/a/tcp/80".into()),
-    ));
-    table.insert_set(map);
-    table.insert_chain(
-        Chain::regular("c").with_rule(Rule::new(vec![Stmt::CounterMap {
-            key: Expr::Payload(PayloadField::ThDport),
-            map: "m".into(),
-        }])),
-    );
+    let table = crate::fixtures::counter_table();
     let mut expected = Ruleset::new();
     expected.insert_table(table);
     assert_eq!(parsed, expected);

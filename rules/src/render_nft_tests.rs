@@ -279,20 +279,7 @@ delete table ip nftproxy
 
 #[test]
 fn counters_render_first_and_counter_maps_quote_their_values() {
-    let mut table = Table::new(Family::Ip, "nftproxy");
-    table.insert_counter("counter-X-ns/a/tcp/80");
-    let mut map = Set::map("m", vec![DataType::InetService], DataType::Counter);
-    map.insert(Element::mapping(
-        vec![Value::Port(80)],
-        Value::ObjRef("counter-X-ns/a/tcp/80".into()),
-    ));
-    table.insert_set(map);
-    table.insert_chain(
-        Chain::regular("c").with_rule(Rule::new(vec![Stmt::CounterMap {
-            key: Expr::Payload(PayloadField::ThDport),
-            map: "m".into(),
-        }])),
-    );
+    let table = crate::fixtures::counter_table();
     assert_eq!(
         table.to_string(),
         "table ip nftproxy {\n\tcounter counter-X-ns/a/tcp/80 { }\n\n\tmap m {\n\t\ttype inet_service : counter\n\t\telements = {\n\t\t\t80 : \"counter-X-ns/a/tcp/80\"\n\t\t}\n\t}\n\n\tchain c {\n\t\tcounter name th dport map @m\n\t}\n}\n"
