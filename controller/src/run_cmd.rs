@@ -148,7 +148,7 @@ fn start_source(
             .watch(Arc::clone(changes), MANIFEST_POLL)
             .context("cannot start the manifest watcher")?;
         tracing::info!(manifests = %dir.display(), "reading the cluster from manifests");
-        return Ok((Box::new(SharedSource(source)), None));
+        return Ok((Box::new(source), None));
     }
     let client = runtime.block_on(kube_client(args.kubeconfig.as_deref()))?;
     let (source, publisher) = runtime.block_on(async {
@@ -180,19 +180,6 @@ fn metrics(
         metrics.register_collector(Box::new(collectors::Events(publisher.counters())));
     }
     Ok(metrics)
-}
-
-/// A manifest directory shared with its watcher thread.
-struct SharedSource(Arc<ManifestSource>);
-
-impl Source for SharedSource {
-    fn snapshot(&self) -> Option<ClusterSnapshot> {
-        self.0.snapshot()
-    }
-
-    fn change_log(&self) -> Option<Arc<ChangeLog>> {
-        self.0.change_log()
-    }
 }
 
 /// Starts watching the host's addresses when `nodePortAddresses` lists CIDRs: kube-proxy

@@ -130,6 +130,21 @@ pub trait Source {
     }
 }
 
+/// A source shared with the thread that keeps it current (a manifest directory's poller).
+impl<S: Source + ?Sized> Source for Arc<S> {
+    fn snapshot(&self) -> Option<ClusterSnapshot> {
+        S::snapshot(self)
+    }
+
+    fn configure(&self, config: &mut CompileConfig) {
+        S::configure(self, config);
+    }
+
+    fn change_log(&self) -> Option<Arc<ChangeLog>> {
+        S::change_log(self)
+    }
+}
+
 /// The loop's periods.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
