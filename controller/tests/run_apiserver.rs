@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::netns::{NetNs, kernel_tests_enabled};
 use common::proxy::{Proxy, kernel_tables, wait_kernel_equal};
-use fake_apiserver::{FakeApiServer, Kind};
+use fake_apiserver::{Kind, OnThread};
 use nftproxy_compiler::kube_proxy_config::KubeProxyConfiguration;
 use nftproxy_compiler::{ClusterSnapshot, compile};
 use nftproxy_rules::Ruleset;
@@ -26,33 +26,15 @@ const CONFIG: &str = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubePr
 /// The fake API server, served from a thread inside `ns` (so `nftproxy run` in `ns` reaches
 /// it on 127.0.0.1), and the objects the test has applied, as the proxy should see them.
 struct Cluster {
-    server: Arc<FakeApiServer>,
+    api: OnThread,
     objects: BTreeMap<(String, String, String), Value>,
-    _runtime: std::thread::JoinHandle<()>,
-    stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Cluster {
     fn start(ns: &NetNs) -> Cluster {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runtime = ns.spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let server = Arc::new(FakeApiServer::start().await);
-                ready_tx.send(Arc::clone(&server)).unwrap();
-                let _ = stopped.await;
-            });
-        });
-        let server = ready_rx.recv().expect("fake API server started");
         let mut cluster = Cluster {
-            server,
+            api: OnThread::start(|f| ns.spawn(f)),
             objects: BTreeMap::new(),
-            _runtime: runtime,
-            stop,
         };
         cluster.apply(json!({
             "apiVersion": "v1", "kind": "Node",
@@ -64,12 +46,12 @@ impl Cluster {
     }
 
     fn apply(&mut self, object: Value) {
-        self.server.apply(&object);
+        self.api.server.apply(&object);
         self.objects.insert(key(&object), object);
     }
 
     fn delete(&mut self, kind: Kind, namespace: &str, name: &str) {
-        self.server.delete(kind, namespace, name);
+        self.api.server.delete(kind, namespace, name);
         self.objects.remove(&(
             kind.name().to_owned(),
             namespace.to_owned(),
@@ -103,14 +85,10 @@ impl Cluster {
         let path = dir.join("kubeconfig");
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"{}\"}}\nusers:\n- name: nobody\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: nobody}}\ncurrent-context: fake\n",
-            self.server.url()
+            self.api.server.url()
         );
         std::fs::write(&path, text).unwrap();
         path
-    }
-
-    fn shutdown(self) {
-        let _ = self.stop.send(());
     }
 }
 
@@ -188,12 +166,12 @@ fn kernel_follows_api_events_disconnects_and_compactions() {
 
     // A delete while every watch is stalled, then compaction and dropped connections: the
     // watchers must re-list, and the delete must not be lost.
-    cluster.server.stall(true);
+    cluster.api.server.stall(true);
     cluster.delete(Kind::EndpointSlice, "default", "web-1");
     cluster.apply(slice("api", &[(20, false), (21, true)]));
-    cluster.server.compact();
-    cluster.server.drop_connections();
-    cluster.server.stall(false);
+    cluster.api.server.compact();
+    cluster.api.server.drop_connections();
+    cluster.api.server.stall(false);
     wait_kernel_equal(
         &ns,
         &cluster.expected(),
@@ -201,14 +179,14 @@ fn kernel_follows_api_events_disconnects_and_compactions() {
         "after 410 Gone and a re-list",
     );
 
-    cluster.server.set_unavailable(true);
+    cluster.api.server.set_unavailable(true);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         kernel_tables(&ns),
         cluster.expected(),
         "an unavailable API server changes nothing in the kernel"
     );
-    cluster.server.set_unavailable(false);
+    cluster.api.server.set_unavailable(false);
     cluster.delete(Kind::Service, "default", "web");
     wait_kernel_equal(&ns, &cluster.expected(), &proxy, "after the outage");
     let syncs = proxy.syncs();
@@ -218,7 +196,7 @@ fn kernel_follows_api_events_disconnects_and_compactions() {
         "only the first sync lists the kernel: {syncs:?}"
     );
     drop(proxy);
-    cluster.shutdown();
+    drop(cluster);
 }
 
 #[test]
@@ -232,6 +210,7 @@ fn nothing_is_applied_before_every_store_has_listed() {
     cluster.apply(service("web", "198.19.0.10", None));
     cluster.apply(slice("web", &[(10, true)]));
     cluster
+        .api
         .server
         .set_kind_unavailable(Kind::EndpointSlice, true);
     let proxy = start_proxy(&ns, &cluster, &dir);
@@ -244,11 +223,12 @@ fn nothing_is_applied_before_every_store_has_listed() {
     );
     assert!(proxy.syncs().is_empty());
     cluster
+        .api
         .server
         .set_kind_unavailable(Kind::EndpointSlice, false);
     wait_kernel_equal(&ns, &cluster.expected(), &proxy, "once every store listed");
     drop(proxy);
-    cluster.shutdown();
+    drop(cluster);
 }
 
 /// One step of a random history.
@@ -304,9 +284,9 @@ fn apply_step(cluster: &mut Cluster, step: &Step) {
         }
         Step::Disconnect { compact } => {
             if *compact {
-                cluster.server.compact();
+                cluster.api.server.compact();
             }
-            cluster.server.drop_connections();
+            cluster.api.server.drop_connections();
         }
     }
 }
@@ -335,7 +315,7 @@ fn random_event_sequences_keep_the_kernel_equal_to_the_compiled_ruleset() {
         let syncs = proxy.syncs();
         prop_assert!(syncs.iter().all(|s| s.ok), "{:?}", syncs);
         drop(proxy);
-        cluster.shutdown();
+        drop(cluster);
     });
 }
 
@@ -399,5 +379,5 @@ fn event_to_kernel_latency_of_one_endpoint_at_10k_services() {
         );
     }
     drop(proxy);
-    cluster.shutdown();
+    drop(cluster);
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::http::{get, metric};
 use common::netns::{NetNs, kernel_tests_enabled};
 use common::proxy::{Proxy, wait_kernel_equal};
-use fake_apiserver::FakeApiServer;
+use fake_apiserver::{FakeApiServer, OnThread};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -27,34 +27,18 @@ const CONFIG: &str = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubePr
 
 /// The fake API server, served from a thread inside `ns`, and the objects applied to it.
 struct Cluster {
-    server: Arc<FakeApiServer>,
+    api: OnThread,
     objects: Vec<Value>,
     /// `kind/name` to the uid the server gave the object when it was created.
     uids: BTreeMap<String, String>,
-    stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Cluster {
     fn start(ns: &NetNs) -> Cluster {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        ns.spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let server = Arc::new(FakeApiServer::start().await);
-                ready_tx.send(Arc::clone(&server)).unwrap();
-                let _ = stopped.await;
-            });
-        });
-        let server = ready_rx.recv().expect("fake API server started");
         let mut cluster = Cluster {
-            server,
+            api: OnThread::start(|f| ns.spawn(f)),
             objects: Vec::new(),
             uids: BTreeMap::new(),
-            stop,
         };
         cluster.apply(json!({
             "apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"},
@@ -69,7 +53,7 @@ impl Cluster {
         let kind_name = |o: &Value| format!("{}/{}", o["kind"], o["metadata"]["name"]);
         let key = kind_name(&object);
         self.objects.retain(|o| kind_name(o) != key);
-        let rv = self.server.apply(&object);
+        let rv = self.api.server.apply(&object);
         self.objects.push(object);
         self.uids
             .entry(key)
@@ -117,7 +101,7 @@ impl Cluster {
         let path = dir.join("kubeconfig");
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"{}\"}}\nusers:\n- name: nobody\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: nobody}}\ncurrent-context: fake\n",
-            self.server.url()
+            self.api.server.url()
         );
         std::fs::write(&path, text).unwrap();
         path
@@ -127,7 +111,7 @@ impl Cluster {
     fn wait_events(&self, n: usize, proxy: &Proxy) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let events = self.server.events();
+            let events = self.api.server.events();
             assert!(
                 events.len() <= n,
                 "more than {n} events: {events:#?}\n--- log ---\n{}",
@@ -255,8 +239,8 @@ fn each_new_diagnostic_of_a_service_is_posted_once_as_an_event() {
     ));
     wait_kernel_equal(&ns, &cluster.expected(), &proxy, "one more sync");
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(cluster.server.events().len(), 3);
-    assert_eq!(cluster.server.event_posts(), 3, "no refused posts");
+    assert_eq!(cluster.api.server.events().len(), 3);
+    assert_eq!(cluster.api.server.event_posts(), 3, "no refused posts");
     let syncs = proxy.syncs();
     assert!(syncs.iter().all(|s| s.ok), "{syncs:?}");
     let metrics = get(&ns, "127.0.0.1:10249".parse().unwrap(), "/metrics").unwrap();
@@ -269,7 +253,7 @@ fn each_new_diagnostic_of_a_service_is_posted_once_as_an_event() {
         Some(0.0)
     );
     drop(proxy);
-    let _ = cluster.stop.send(());
+    drop(cluster);
 }
 
 /// The fake's Event endpoint answers as the API server does (no kernel needed).

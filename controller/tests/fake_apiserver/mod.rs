@@ -35,6 +35,7 @@
 
 mod events;
 mod http;
+mod on_thread;
 mod selector;
 mod state;
 
@@ -48,6 +49,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+#[allow(
+    unused_imports,
+    reason = "the watch-layer tests serve from their own runtime"
+)]
+pub use on_thread::OnThread;
 pub use selector::{FieldSelector, LabelSelector};
 use state::State;
 
