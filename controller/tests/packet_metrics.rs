@@ -16,27 +16,9 @@ use common::netns::kernel_tests_enabled;
 use common::proxy::Proxy;
 use lab::{Lab, Member, Proto, at};
 
-/// `web`: NodePort 30080 for `http` (TCP) and `echo` (UDP), endpoint pod `b`; `api`: a
-/// ClusterIP service nobody sends to.
-const SERVICES: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  type: NodePort
-  clusterIP: 198.19.0.10
-  ports:
-  - {name: http, protocol: TCP, port: 80, targetPort: 8080, nodePort: 30080}
-  - {name: echo, protocol: UDP, port: 80, targetPort: 8080, nodePort: 30080}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-v4, namespace: default, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{name: http, protocol: TCP, port: 8080}, {name: echo, protocol: UDP, port: 8080}]
-endpoints:
-- {addresses: [198.18.2.10], conditions: {ready: true}, nodeName: node-2}
----
+/// `api`: a ClusterIP service nobody sends to (beside the lab's NodePort `web`, whose
+/// endpoint is pod `b`).
+const API: &str = r#"
 apiVersion: v1
 kind: Service
 metadata: {name: api, namespace: default}
@@ -63,7 +45,8 @@ fn service_traffic_counters_count_the_packets_an_external_client_sends() {
         .build();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("base.yaml"), lab::BASE).unwrap();
-    std::fs::write(dir.path().join("web.yaml"), SERVICES).unwrap();
+    std::fs::write(dir.path().join("web.yaml"), lab::NODE_PORT_WEB).unwrap();
+    std::fs::write(dir.path().join("api.yaml"), API).unwrap();
     let proxy = Proxy::start(lab.node1(), dir.path(), &[]);
     assert!(
         proxy.wait_syncs(1, Duration::from_secs(10))[0].ok,

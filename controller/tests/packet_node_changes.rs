@@ -18,31 +18,10 @@ use std::time::{Duration, Instant};
 use common::netns::{NetNs, kernel_tests_enabled};
 use common::proxy::Proxy;
 use lab::zones::zoned_base;
-use lab::{Lab, Member, Outcome, Proto, at, ip};
+use lab::{Lab, Member, NODE_PORT_WEB, Outcome, Proto, at, ip};
 use nftproxy_compiler::kube_proxy_config::KubeProxyConfiguration;
 use nftproxy_compiler::{ClusterSnapshot, compile, manifest};
 use nftproxy_rules::Ruleset;
-
-/// `web`: a NodePort (TCP and UDP 30080) whose one endpoint is pod `b` on node-2.
-const NODE_PORT: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  type: NodePort
-  clusterIP: 198.19.0.10
-  ports:
-  - {name: http, protocol: TCP, port: 80, targetPort: 8080, nodePort: 30080}
-  - {name: echo, protocol: UDP, port: 80, targetPort: 8080, nodePort: 30080}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-v4, namespace: default, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{name: http, protocol: TCP, port: 8080}, {name: echo, protocol: UDP, port: 8080}]
-endpoints:
-- {addresses: [198.18.2.10], conditions: {ready: true}, nodeName: node-2}
-"#;
 
 /// `web` (PreferClose): endpoint `a` on node-1 hinted for zone-a, `b` on node-2 for zone-b.
 const HINTED: &str = r#"
@@ -172,7 +151,7 @@ fn a_lan_address_added_and_removed_moves_the_node_port_addresses_without_a_manif
         .build();
     let setup = Setup::new(
         lab::BASE,
-        NODE_PORT,
+        NODE_PORT_WEB,
         "nodePortAddresses: [\"198.51.100.0/24\"]\n",
     );
     let proxy = setup.start(&lab);

@@ -31,7 +31,9 @@ pub mod zones;
 use std::collections::BTreeMap;
 
 pub use client::{Outcome, Probe, Proto, REJECT_WITHIN, Spread, TIMEOUT};
-pub use cluster::{BASE, Compiled, Format, cluster_cidr_config, compile, kube_proxy_config};
+pub use cluster::{
+    BASE, Compiled, Format, NODE_PORT_WEB, cluster_cidr_config, compile, kube_proxy_config,
+};
 pub use plan::{Node, at, ip};
 pub use sys::sctp_sockets_supported;
 pub use topology::{Attach, BRIDGED_PREFIX, POD_BRIDGE, ROUTED_PREFIX};
