@@ -274,16 +274,23 @@ fn print_partial(shape: Shape, name: &str, mut reports: Vec<SyncReport>) {
 /// to do (which also checks that the partial syncs left exactly the cluster's ruleset).
 fn adoption(shape: Shape, ns: &NetNs, snapshot: &ClusterSnapshot) {
     let restarted = target(ns);
+    let expected = compile(snapshot, &config()).ruleset;
+    let ((held, how), check) = timed(|| restarted.kernel.list_expecting(&expected).unwrap());
+    assert!(held == expected, "the kernel holds what was compiled");
+    drop((held, expected));
     let (listed, list) = timed(|| restarted.kernel.list().unwrap());
     drop(listed);
     let mut syncer = Syncer::new(restarted, config());
     let report = syncer.sync(snapshot, true).unwrap();
     assert_eq!(report.operations, 0, "an adoption with no change");
     println!(
-        "{}: restart adoption {:.2} s, 0 operations (compile {:.0} ms; listing the tables alone {:.2} s)",
+        "{}: restart adoption {:.2} s, 0 operations (compile {:.0} ms; reading the tables alone {:.2} s: {} checked from netlink dumps, {} listed through libnftables; listing them all through libnftables {:.2} s)",
         shape.name(),
         report.total_time.as_secs_f64(),
         ms(report.compile_time),
+        check.as_secs_f64(),
+        how.checked,
+        how.listed,
         list.as_secs_f64(),
     );
 }

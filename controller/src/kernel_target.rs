@@ -44,9 +44,16 @@ impl Target for KernelTarget {
         }
     }
 
-    fn list(&mut self) -> Result<Option<Ruleset>, KernelError> {
-        match self.kernel.list() {
-            Ok(ruleset) => Ok(Some(ruleset)),
+    fn list(&mut self, expected: &Ruleset) -> Result<Option<Ruleset>, KernelError> {
+        match self.kernel.list_expecting(expected) {
+            Ok((ruleset, listed)) => {
+                tracing::debug!(
+                    checked = listed.checked,
+                    listed = listed.listed,
+                    "read nftproxy's tables (checked from netlink dumps, listed through libnftables)"
+                );
+                Ok(Some(ruleset))
+            }
             Err(KernelError::ParseListing { source }) => {
                 tracing::warn!(
                     "nftproxy's tables hold something it never writes ({source}); replacing them"

@@ -11,6 +11,8 @@ use std::time::Duration;
 pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_ACK: u16 = 0x4;
 pub const NLM_F_DUMP: u16 = 0x300;
+/// On a dump's answers: the data changed while the dump ran.
+pub const NLM_F_DUMP_INTR: u16 = 0x10;
 pub const NLM_F_CREATE: u16 = 0x400;
 pub const NLM_F_APPEND: u16 = 0x800;
 pub const NLMSG_ERROR: u16 = 2;

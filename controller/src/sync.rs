@@ -37,9 +37,12 @@ pub trait Target {
     }
 
     /// nftproxy's tables as the kernel holds them (absent tables are simply missing).
+    /// `expected` is what the sync is about to apply, which a restart usually finds in
+    /// place already; a target may use it to read the kernel faster, never to return
+    /// anything the kernel does not hold.
     /// `Ok(None)` when the tables exist but their content cannot be read back into the
     /// model (someone added something nftproxy never writes): the sync then replaces them.
-    fn list(&mut self) -> Result<Option<Ruleset>, Self::Error>;
+    fn list(&mut self, expected: &Ruleset) -> Result<Option<Ruleset>, Self::Error>;
 }
 
 /// How a transaction reached the kernel.
@@ -212,7 +215,10 @@ fn converge<T: Target>(
 ) -> Result<Converged, SyncError<T::Error>> {
     let (kind, current) = match applied.take() {
         Some(current) => (SyncKind::Partial, Some(current)),
-        None => (SyncKind::Full, target.list().map_err(SyncError::List)?),
+        None => (
+            SyncKind::Full,
+            target.list(desired).map_err(SyncError::List)?,
+        ),
     };
     let (transaction, replaced) = match &current {
         Some(current) => (diff(current, desired)?, false),

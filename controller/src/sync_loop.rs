@@ -318,7 +318,7 @@ mod tests {
             Ok(())
         }
 
-        fn list(&mut self) -> Result<Option<Ruleset>, SimError> {
+        fn list(&mut self, _expected: &Ruleset) -> Result<Option<Ruleset>, SimError> {
             self.listed += 1;
             Ok(Some(self.ruleset.clone()))
         }

@@ -34,4 +34,4 @@ pub use model::{
 };
 pub use object::Counter;
 pub use parse_json::ParseError;
-pub use transaction::{Op, Transaction, creation_ops};
+pub use transaction::{Op, Transaction, creation_ops, table_creation_ops};

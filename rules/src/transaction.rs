@@ -107,7 +107,15 @@ impl Transaction {
 /// (declarations), set elements (verdicts may name chains, counter maps name counters),
 /// then rules (which may name sets and chains).
 pub fn creation_ops(ruleset: &crate::model::Ruleset) -> Vec<Op> {
-    let tables = ruleset.tables.values();
+    creation_ops_of(ruleset.tables.values())
+}
+
+/// The ops that create `table` where it does not exist, in the order of [`creation_ops`].
+pub fn table_creation_ops(table: &crate::model::Table) -> Vec<Op> {
+    creation_ops_of(std::iter::once(table))
+}
+
+fn creation_ops_of<'a>(tables: impl Iterator<Item = &'a crate::model::Table> + Clone) -> Vec<Op> {
     let mut ops: Vec<Op> = tables
         .clone()
         .map(|t| Op::AddTable(t.declaration()))

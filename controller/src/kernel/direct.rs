@@ -14,7 +14,10 @@ use nftproxy_rules::{Op, Transaction};
 use nftproxy_rules::Ruleset;
 
 use super::batch::attrs::Writer;
-use super::batch::nft::{NFT_MSG_GETTABLE, NFT_MSG_NEWTABLE, NFTA_TABLE_NAME, nftables_message};
+use super::batch::nft::{
+    NFT_MSG_GETGEN, NFT_MSG_GETTABLE, NFT_MSG_NEWGEN, NFT_MSG_NEWTABLE, NFTA_GEN_ID,
+    NFTA_TABLE_NAME, nftables_message,
+};
 use super::batch::{self, Batch, Unsupported};
 use crate::netlink::{self, NetlinkSocket};
 
@@ -209,10 +212,45 @@ impl Netfilter {
     /// Runs one netlink dump of nf_tables message `msg` for nfproto `family` (0: all), with
     /// the request's attributes written by `request`, and gives every answer's (type,
     /// payload after the netlink header) to `each` until the dump is done.
+    /// A dump whose contents changed while it ran (`NLM_F_DUMP_INTR`) is an error of kind
+    /// `Interrupted`.
     pub fn dump(
         &mut self,
         msg: u16,
         family: u8,
+        request: impl FnOnce(&mut Writer),
+        each: impl FnMut(u16, &[u8]),
+    ) -> io::Result<()> {
+        self.exchange(msg, family, netlink::NLM_F_DUMP, request, each)
+    }
+
+    /// The ruleset's generation: nf_tables counts every committed transaction, so the
+    /// same number before and after a series of dumps means nothing changed in between.
+    pub fn generation(&mut self) -> io::Result<u32> {
+        let mut generation = None;
+        self.exchange(
+            NFT_MSG_GETGEN,
+            0,
+            netlink::NLM_F_ACK,
+            |_| {},
+            |kind, payload| {
+                if kind == nftables_message(NFT_MSG_NEWGEN) && payload.len() >= 4 {
+                    generation = netlink::attrs(&payload[4..])
+                        .find(|(kind, _)| *kind == NFTA_GEN_ID)
+                        .and_then(|(_, value)| Some(u32::from_be_bytes(value.try_into().ok()?)));
+                }
+            },
+        )?;
+        generation.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no generation id"))
+    }
+
+    /// Sends one request (`flags`: a dump, or an acknowledged get) and gives every answer
+    /// to `each` until the kernel says it is done.
+    fn exchange(
+        &mut self,
+        msg: u16,
+        family: u8,
+        flags: u16,
         request: impl FnOnce(&mut Writer),
         mut each: impl FnMut(u16, &[u8]),
     ) -> io::Result<()> {
@@ -221,26 +259,41 @@ impl Netfilter {
         self.next_seq = self.next_seq.wrapping_add(1);
         let mut writer = Writer::new();
         let kind = nftables_message(msg);
-        let flags = netlink::NLM_F_REQUEST | netlink::NLM_F_DUMP;
-        let open = writer.begin_message(kind, flags, seq, family, 0);
+        let open = writer.begin_message(kind, netlink::NLM_F_REQUEST | flags, seq, family, 0);
         request(&mut writer);
         writer.end_message(open);
         self.socket.send(&writer.into_bytes())?;
+        let mut interrupted = false;
         loop {
             let datagram = self.socket.receive(0)?;
             for message in netlink::messages(datagram) {
-                let (kind, _, _, payload) =
+                let (kind, flags, _, payload) =
                     message.map_err(|what| io::Error::new(io::ErrorKind::InvalidData, what))?;
+                interrupted |= flags & netlink::NLM_F_DUMP_INTR != 0;
                 match kind {
-                    netlink::NLMSG_DONE => return Ok(()),
+                    netlink::NLMSG_DONE => return finished(interrupted),
                     netlink::NLMSG_ERROR => {
                         let code = netlink::error_code(payload).unwrap_or(-libc::EIO);
+                        if code == 0 {
+                            return finished(interrupted);
+                        }
                         return Err(io::Error::from_raw_os_error(-code));
                     }
                     _ => each(kind, payload),
                 }
             }
         }
+    }
+}
+
+fn finished(interrupted: bool) -> io::Result<()> {
+    if interrupted {
+        Err(io::Error::new(
+            io::ErrorKind::Interrupted,
+            "the tables changed during the dump",
+        ))
+    } else {
+        Ok(())
     }
 }
 

@@ -13,7 +13,9 @@
 //! the next call starts a new one (once per call; see [`helper`] for when a request is
 //! sent again).
 
+mod adopt;
 pub mod batch;
+mod canonical;
 pub mod counters;
 pub mod direct;
 mod helper;
@@ -77,6 +79,15 @@ fn stderr_note(stderr: &str) -> String {
     } else {
         format!("; its stderr:\n{stderr}")
     }
+}
+
+/// How [`Kernel::list_expecting`] read the tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Listed {
+    /// Tables found equal to the expected ones by netlink dumps.
+    pub checked: usize,
+    /// Tables listed through libnftables.
+    pub listed: usize,
 }
 
 /// One call for the helper thread.
@@ -184,18 +195,54 @@ impl Kernel {
 
     /// nftproxy's tables as the kernel has them; a table that does not exist is absent
     /// from the result (no tables: an empty ruleset). Other tables are never listed.
+    #[allow(
+        dead_code,
+        reason = "tests and the scale harness list without expectations"
+    )]
     pub fn list(&self) -> Result<Ruleset, KernelError> {
-        let mut ruleset = Ruleset::new();
+        self.list_expecting(&Ruleset::new())
+            .map(|(ruleset, _)| ruleset)
+    }
+
+    /// [`Kernel::list`] for a kernel that probably holds `expected`: every table that
+    /// netlink dumps show to be exactly as in `expected` is taken from there, and only the
+    /// others are listed through libnftables (see `adopt`). Also says how many tables
+    /// went which way.
+    pub fn list_expecting(&self, expected: &Ruleset) -> Result<(Ruleset, Listed), KernelError> {
         let existing = self.existing_tables()?;
-        // nft 1.0.6 cannot list two tables in one call.
-        for id in tables().into_iter().filter(|id| existing.contains(id)) {
+        let ours: Vec<TableId> = tables()
+            .into_iter()
+            .filter(|id| existing.contains(id))
+            .collect();
+        let checked = {
+            let mut netfilter = self
+                .netfilter
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            adopt::unchanged_tables(&mut netfilter, &ours, expected)
+        };
+        let mut ruleset = Ruleset::new();
+        let mut listed = Listed::default();
+        let mut unchecked = Vec::new();
+        for id in ours {
+            match expected.table(&id).filter(|_| checked.contains(&id)) {
+                Some(table) => {
+                    ruleset.insert_table(table.clone());
+                    listed.checked += 1;
+                }
+                None => unchecked.push(id),
+            }
+        }
+        for id in unchecked {
+            // nft 1.0.6 cannot list two tables in one call.
             let list = json!({"nftables": [{"list": {"table": {
                 "family": id.family.keyword(), "name": id.name}}}]});
             let listing = self.run_json(list.to_string(), Replay::Safe)?;
             let table = parse_listing(&listing, std::slice::from_ref(&id))?;
             ruleset.tables.extend(table.tables);
+            listed.listed += 1;
         }
-        Ok(ruleset)
+        Ok((ruleset, listed))
     }
 
     /// Which of the namespace's `ip` and `ip6` tables are nftproxy's (any number of
