@@ -15,6 +15,7 @@ mod kernel;
 mod kernel_target;
 mod logging;
 mod manifest_source;
+mod memory;
 mod metrics;
 mod netlink;
 mod run_cmd;

@@ -250,12 +250,16 @@ pub fn run<T: Target, S: Source + ?Sized>(
                     if let (Some(log), Some(counts)) = (&change_log, counts) {
                         log.programmed(counts);
                     }
+                    let full = report.kind == crate::sync::SyncKind::Full;
                     let outcome = Outcome::Synced {
                         report: &report,
                         snapshot,
                         started: now,
                     };
                     observe(syncer, outcome);
+                    if full {
+                        crate::memory::release_freed();
+                    }
                 }
                 Err(error) => {
                     changes.failed(now);
