@@ -161,6 +161,9 @@ pub fn unchanged_tables(
     tables: &[TableId],
     expected: &Ruleset,
 ) -> Vec<TableId> {
+    if !tables.iter().any(|id| expected.table(id).is_some()) {
+        return Vec::new();
+    }
     match check(netfilter, tables, expected) {
         Ok(same) => same,
         Err(err) => {
