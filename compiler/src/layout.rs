@@ -18,11 +18,14 @@ use crate::family::IpFamily;
 /// The name of both main tables (`ip nftproxy`, `ip6 nftproxy`).
 pub const TABLE: &str = "nftproxy";
 
-/// How many shard tables (`nftproxy-0` … `nftproxy-31`, per family) the service dispatch
+/// How many shard tables (`nftproxy-0` … `nftproxy-15`, per family) the service dispatch
 /// is spread over. The kernel validates a whole table whenever a transaction changes a rule
 /// in it; with the services' chains spread over shards, one endpoint change pays for one
-/// shard (BENCHMARKS.md). Changing it moves services between shards: a full resync.
-pub const SHARDS: usize = 32;
+/// shard. Every shard's NAT chain runs for a new connection until one translates it, so
+/// more shards cost the data path (BENCHMARKS.md, "Scale (issue 6)": 16 keeps an endpoint
+/// change at 44k services near 3 ms and a new connection within a few percent of one
+/// shard). Changing it moves services between shards: a full resync.
+pub const SHARDS: usize = 16;
 
 /// The name of shard table `k`.
 pub fn shard_table(k: usize) -> String {
@@ -414,12 +417,13 @@ mod shard_tests {
     #[test]
     fn the_shard_function_never_changes() {
         // A restart must find every port where the previous build put it: FNV-1a of the
-        // identity modulo 32, with these values written down on purpose.
+        // identity modulo 16, with these values written down on purpose. (Earlier builds had 32
+        // shards: the same hash modulo 32; a full sync moves their services.)
         let shard = |id: &str| shard_of(&format!("service-ABCDEFGH-{id}"));
-        assert_eq!(shard("default/web/tcp/http"), Some(20));
+        assert_eq!(shard("default/web/tcp/http"), Some(4));
         assert_eq!(shard("kube-system/dns/udp/dns"), Some(6));
         assert_eq!(shard("a/b/sctp/9"), Some(0));
-        assert_eq!(SHARDS, 32);
+        assert_eq!(SHARDS, 16);
     }
 
     #[test]

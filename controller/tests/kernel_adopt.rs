@@ -155,3 +155,40 @@ fn changes_made_by_hand_are_seen_and_listed() {
         assert_eq!(kernel.list().unwrap(), r, "{change}: repaired");
     }
 }
+
+#[test]
+fn shard_tables_of_a_build_with_more_shards_are_removed() {
+    if !kernel_tests_enabled("shard_tables_of_a_build_with_more_shards_are_removed") {
+        return;
+    }
+    // An upgrade from a build with 32 shards: a table past this build's last shard, with
+    // a NAT hook and a service chain, as the older build left it.
+    let (r, ns, kernel) = loaded("nodeport-primary");
+    let old = nftproxy_compiler::shard_table(31);
+    assert!(
+        nftproxy_compiler::SHARDS <= 31 && !r.tables.values().any(|t| t.name == old),
+        "{old} must be outside this build's layout for the test to mean anything"
+    );
+    let script = format!(
+        "table ip {old} {{
+            chain nat-prerouting {{ type nat hook prerouting priority -100; policy accept; jump services; }}
+            chain services {{ ip daddr 198.19.0.99 tcp dport 80 goto service-old; }}
+            chain service-old {{ meta l4proto tcp dnat to 198.18.1.99:8080; }}
+        }}"
+    );
+    ns.nft_load(&script, false)
+        .expect("nft loads the old shard");
+    let (adopted, _) = kernel.list_expecting(&r).unwrap();
+    assert!(
+        adopted.tables.values().any(|t| t.name == old),
+        "the old shard is seen"
+    );
+    kernel.apply(&diff(&adopted, &r).unwrap()).unwrap();
+    assert_eq!(
+        kernel.list().unwrap(),
+        r,
+        "only this build's tables are left"
+    );
+    let tables = ns.exec_ok(&["nft", "list", "tables"]);
+    assert!(!tables.contains(&old), "{tables}");
+}

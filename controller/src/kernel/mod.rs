@@ -35,7 +35,8 @@ use self::helper::{Helper, Replay};
 /// The helper program's file name.
 pub const HELPER: &str = "nftproxy-nft";
 
-/// nftproxy's tables (main tables, then shards): the only ones [`Kernel`] lists or deletes.
+/// This build's tables (main tables, then shards). [`Kernel`] lists and deletes these and
+/// any other table named like them (`nftproxy-N`, from a build with more shards), nothing else.
 pub fn tables() -> Vec<TableId> {
     nftproxy_compiler::table_ids()
 }
@@ -210,10 +211,18 @@ impl Kernel {
     /// went which way.
     pub fn list_expecting(&self, expected: &Ruleset) -> Result<(Ruleset, Listed), KernelError> {
         let existing = self.existing_tables()?;
-        let ours: Vec<TableId> = tables()
+        // This build's tables in layout order, then any other table named like nftproxy's:
+        // the shards of a build with more of them, which the diff then deletes.
+        let mut ours: Vec<TableId> = tables()
             .into_iter()
             .filter(|id| existing.contains(id))
             .collect();
+        let mut others: Vec<TableId> = existing
+            .into_iter()
+            .filter(|id| !ours.contains(id))
+            .collect();
+        others.sort();
+        ours.extend(others);
         let checked = {
             let mut netfilter = self
                 .netfilter
