@@ -10,7 +10,11 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
+use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::ServiceCIDR;
 use nftproxy_compiler::manifest::{self, Decoded, Object, OtherObject};
 use nftproxy_compiler::{ClusterSnapshot, ObjectRef};
 
@@ -90,6 +94,70 @@ impl Source {
             }),
         }
     }
+
+    /// A file's size and modification time (`None` for stdin, or when unknown).
+    fn stamp(&self) -> Option<Stamp> {
+        let Source::File(path) = self else {
+            return None;
+        };
+        let meta = std::fs::metadata(path).ok()?;
+        Some((meta.len(), meta.modified().ok()?))
+    }
+
+    /// Reads and decodes the source.
+    fn decode(&self, file: &str) -> Result<Vec<(usize, Shared)>, InputError> {
+        let text = self.read()?;
+        let decoded = manifest::decode(&text).map_err(|e| InputError::Decode {
+            file: file.to_owned(),
+            line: e.line,
+            message: e.message,
+        })?;
+        Ok(decoded
+            .into_iter()
+            .map(|Decoded { line, object }| (line, Shared::from(object)))
+            .collect())
+    }
+}
+
+/// A file's size and modification time, taken before it is read.
+type Stamp = (u64, SystemTime);
+
+/// A decoded object as the snapshot holds it: shared, so a file that did not change
+/// contributes the very objects it gave before, not copies.
+#[derive(Debug, Clone)]
+enum Shared {
+    Service(Arc<Service>),
+    EndpointSlice(Arc<EndpointSlice>),
+    Endpoints(Arc<Endpoints>),
+    Node(Arc<Node>),
+    ServiceCidr(Arc<ServiceCIDR>),
+    Other(Arc<OtherObject>),
+}
+
+impl From<Object> for Shared {
+    fn from(object: Object) -> Self {
+        match object {
+            Object::Service(o) => Shared::Service(Arc::from(o)),
+            Object::EndpointSlice(o) => Shared::EndpointSlice(Arc::from(o)),
+            Object::Endpoints(o) => Shared::Endpoints(Arc::from(o)),
+            Object::Node(o) => Shared::Node(Arc::from(o)),
+            Object::ServiceCidr(o) => Shared::ServiceCidr(Arc::from(o)),
+            Object::Other(o) => Shared::Other(Arc::new(o)),
+        }
+    }
+}
+
+/// What each file held when it last decoded, with the stamp it had when it was read: a
+/// long-running reader reads again only the files whose stamp changed.
+#[derive(Debug, Default)]
+pub struct FileCache {
+    files: BTreeMap<String, CachedFile>,
+}
+
+#[derive(Debug)]
+struct CachedFile {
+    stamp: Option<Stamp>,
+    objects: Vec<(usize, Shared)>,
 }
 
 /// Expands INPUT arguments into sources, in argument order (directory contents sorted).
@@ -172,45 +240,43 @@ pub fn load(args: &[PathBuf]) -> Result<Inputs, InputError> {
     Ok(collector.finish())
 }
 
-/// Like [`load`] for a long-running reader: a file that cannot be read or decoded does not
-/// stop the others. It contributes what it held when it last decoded (`last_good`, file
-/// name to text, updated here), and its error is returned beside the inputs, so one broken
-/// edit never removes what the file programmed before.
+/// Like [`load`] for a long-running reader. A file whose size and modification time are
+/// those it had when it last decoded is not read again: it contributes the objects it gave
+/// then (`cache`, updated here). A file that cannot be read or decoded does not stop the
+/// others: it contributes what it held when it last decoded, and its error is returned
+/// beside the inputs, so one broken edit never removes what the file programmed before.
 pub fn load_keeping(
     args: &[PathBuf],
-    last_good: &mut BTreeMap<String, String>,
+    cache: &mut FileCache,
 ) -> Result<(Inputs, Vec<InputError>), InputError> {
     let mut collector = Collector::default();
     let mut errors = Vec::new();
     let sources = expand(args)?;
     let names: Vec<String> = sources.iter().map(Source::display_name).collect();
-    last_good.retain(|file, _| names.contains(file));
+    cache.files.retain(|file, _| names.contains(file));
     for (source, file) in sources.iter().zip(names) {
-        let fresh = source.read().and_then(|text| {
-            manifest::decode(&text)
-                .map(|decoded| (text, decoded))
-                .map_err(|e| InputError::Decode {
-                    file: file.clone(),
-                    line: e.line,
-                    message: e.message,
-                })
-        });
-        let decoded = match fresh {
-            Ok((text, decoded)) => {
-                last_good.insert(file.clone(), text);
-                decoded
-            }
-            Err(err) => {
-                errors.push(err);
-                let previous = last_good.get(&file).map(|text| manifest::decode(text));
-                match previous {
-                    Some(Ok(decoded)) => decoded,
-                    _ => continue,
+        // Taken before reading: a write after it changes the stamp, so it is read next time.
+        let stamp = source.stamp();
+        let cached = cache.files.get(&file);
+        let objects = match cached.filter(|c| stamp.is_some() && c.stamp == stamp) {
+            Some(unchanged) => unchanged.objects.clone(),
+            None => match source.decode(&file) {
+                Ok(objects) => {
+                    let kept = CachedFile {
+                        stamp,
+                        objects: objects.clone(),
+                    };
+                    cache.files.insert(file.clone(), kept);
+                    objects
                 }
-            }
+                Err(err) => {
+                    errors.push(err);
+                    cached.map(|c| c.objects.clone()).unwrap_or_default()
+                }
+            },
         };
-        for Decoded { line, object } in decoded {
-            collector.add(&file, line, object);
+        for (line, object) in objects {
+            collector.add_shared(&file, line, object);
         }
     }
     Ok((collector.finish(), errors))
@@ -220,23 +286,27 @@ pub fn load_keeping(
 /// warning), so the snapshot does not depend on input order.
 #[derive(Debug, Default)]
 struct Collector {
-    objects: BTreeMap<ObjectRef, (Origin, Object)>,
+    objects: BTreeMap<ObjectRef, (Origin, Shared)>,
     warnings: Vec<String>,
 }
 
 impl Collector {
     fn add(&mut self, file: &str, line: usize, object: Object) {
+        self.add_shared(file, line, Shared::from(object));
+    }
+
+    fn add_shared(&mut self, file: &str, line: usize, object: Shared) {
         let origin = Origin {
             file: file.to_owned(),
             line,
         };
         let (kind, meta) = match &object {
-            Object::Service(o) => ("Service", &o.metadata),
-            Object::EndpointSlice(o) => ("EndpointSlice", &o.metadata),
-            Object::Endpoints(o) => ("Endpoints", &o.metadata),
-            Object::Node(o) => ("Node", &o.metadata),
-            Object::ServiceCidr(o) => ("ServiceCIDR", &o.metadata),
-            Object::Other(other) => {
+            Shared::Service(o) => ("Service", &o.metadata),
+            Shared::EndpointSlice(o) => ("EndpointSlice", &o.metadata),
+            Shared::Endpoints(o) => ("Endpoints", &o.metadata),
+            Shared::Node(o) => ("Node", &o.metadata),
+            Shared::ServiceCidr(o) => ("ServiceCIDR", &o.metadata),
+            Shared::Other(other) => {
                 self.warnings.push(other_kind_warning(&origin, other));
                 return;
             }
@@ -261,12 +331,12 @@ impl Collector {
         let snapshot = &mut inputs.snapshot;
         for (key, (origin, object)) in self.objects {
             match object {
-                Object::Service(o) => snapshot.services.push(Arc::from(o)),
-                Object::EndpointSlice(o) => snapshot.endpoint_slices.push(Arc::from(o)),
-                Object::Endpoints(o) => snapshot.endpoints.push(Arc::from(o)),
-                Object::Node(o) => snapshot.nodes.push(Arc::from(o)),
-                Object::ServiceCidr(o) => snapshot.service_cidrs.push(Arc::from(o)),
-                Object::Other(_) => continue,
+                Shared::Service(o) => snapshot.services.push(o),
+                Shared::EndpointSlice(o) => snapshot.endpoint_slices.push(o),
+                Shared::Endpoints(o) => snapshot.endpoints.push(o),
+                Shared::Node(o) => snapshot.nodes.push(o),
+                Shared::ServiceCidr(o) => snapshot.service_cidrs.push(o),
+                Shared::Other(_) => continue,
             }
             inputs.origins.insert(key, origin);
         }
@@ -377,6 +447,54 @@ mod tests {
             .map(|n| Source::File(dir.path().join(n)))
             .collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_long_running_reader_reads_again_only_changed_files_and_keeps_broken_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = |name: &str| format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\n");
+        std::fs::write(dir.path().join("a.yaml"), node("a")).unwrap();
+        std::fs::write(dir.path().join("b.yaml"), node("b")).unwrap();
+        let args = [dir.path().to_path_buf()];
+        let mut cache = FileCache::default();
+        let names = |inputs: &Inputs| -> Vec<String> {
+            let names = inputs
+                .snapshot
+                .nodes
+                .iter()
+                .map(|n| n.metadata.name.clone().unwrap());
+            names.collect()
+        };
+        let (first, errors) = load_keeping(&args, &mut cache).unwrap();
+        assert!(errors.is_empty());
+        assert_eq!(names(&first), ["a", "b"]);
+
+        // b changes (another size, so the stamp differs whatever the clock's resolution).
+        std::fs::write(dir.path().join("b.yaml"), node("b2")).unwrap();
+        let (second, errors) = load_keeping(&args, &mut cache).unwrap();
+        assert!(errors.is_empty());
+        assert_eq!(names(&second), ["a", "b2"]);
+        assert!(
+            Arc::ptr_eq(&first.snapshot.nodes[0], &second.snapshot.nodes[0]),
+            "the unchanged file gives the very object it gave before"
+        );
+
+        // A broken edit of a keeps what a held; its error names the file and line.
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            "apiVersion: v1\nkind: Node\nspec: [\n",
+        )
+        .unwrap();
+        let (third, errors) = load_keeping(&args, &mut cache).unwrap();
+        assert_eq!(names(&third), ["a", "b2"]);
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].to_string().contains("a.yaml:"), "{}", errors[0]);
+
+        // A removed file takes its objects with it.
+        std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
+        let (fourth, errors) = load_keeping(&args, &mut cache).unwrap();
+        assert!(errors.is_empty());
+        assert_eq!(names(&fourth), ["b2"]);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! `nftproxy run --manifests DIR`: the cluster read from a directory, re-read when it changes.
 //!
 //! For standalone hosts, demos and tests without an API server. The directory is polled
-//! (file list, sizes and modification times); on a change every file is read again. A file
-//! that no longer decodes keeps contributing what it held when it last decoded, and the
-//! error is logged with its file and line, so a broken edit never removes rules. Objects
-//! are otherwise treated exactly as `nftproxy compile` treats them.
+//! (file list, sizes and modification times); on a change the files whose size or
+//! modification time changed are read again, and the others keep the objects they gave. A
+//! file that no longer decodes keeps contributing what it held when it last decoded, and
+//! the error is logged with its file and line, so a broken edit never removes rules.
+//! Objects are otherwise treated exactly as `nftproxy compile` treats them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,7 +36,7 @@ pub struct ManifestSource {
 struct State {
     snapshot: Option<ClusterSnapshot>,
     stamps: Option<Vec<Stamp>>,
-    last_good: BTreeMap<String, String>,
+    files: inputs::FileCache,
 }
 
 impl ManifestSource {
@@ -62,7 +63,7 @@ impl ManifestSource {
             return false;
         }
         let args = [self.dir.clone()];
-        match inputs::load_keeping(&args, &mut state.last_good) {
+        match inputs::load_keeping(&args, &mut state.files) {
             Ok((loaded, errors)) => {
                 for error in errors {
                     tracing::error!("{error}; the file's previous content stays in use");
@@ -116,24 +117,28 @@ impl Source for ManifestSource {
 /// Counts the Services and EndpointSlices that differ between `old` and `new` (added,
 /// changed or removed), as watch events would have.
 fn count_changes(log: &ChangeLog, old: Option<&ClusterSnapshot>, new: &ClusterSnapshot) {
-    fn keyed<T: Resource>(objects: &[Arc<T>]) -> BTreeMap<(String, String), &T> {
+    fn keyed<T: Resource>(objects: &[Arc<T>]) -> BTreeMap<(String, String), &Arc<T>> {
         let key = |o: &T| {
             (
                 o.meta().namespace.clone().unwrap_or_default(),
                 o.meta().name.clone().unwrap_or_default(),
             )
         };
-        objects.iter().map(|o| (key(o), o.as_ref())).collect()
+        objects.iter().map(|o| (key(o), o)).collect()
     }
     fn differing<'a, T: PartialEq>(
-        old: &BTreeMap<(String, String), &'a T>,
-        new: &BTreeMap<(String, String), &'a T>,
+        old: &BTreeMap<(String, String), &'a Arc<T>>,
+        new: &BTreeMap<(String, String), &'a Arc<T>>,
     ) -> Vec<(Option<&'a T>, Option<&'a T>)> {
         let removed = old.iter().filter(|(k, _)| !new.contains_key(*k));
-        let removed = removed.map(|(_, o)| (Some(*o), None));
-        let changed = new.iter().filter(|(k, n)| old.get(*k) != Some(*n));
+        let removed = removed.map(|(_, o)| (Some(Arc::as_ref(o)), None));
+        // An unchanged file gives the same objects again: equal without a comparison.
+        let same = |a: &Arc<T>, b: &Arc<T>| Arc::ptr_eq(a, b) || a == b;
+        let changed = new
+            .iter()
+            .filter(|(k, n)| !old.get(*k).is_some_and(|o| same(o, n)));
         changed
-            .map(|(k, n)| (old.get(k).copied(), Some(*n)))
+            .map(|(k, n)| (old.get(k).map(|o| Arc::as_ref(o)), Some(Arc::as_ref(n))))
             .chain(removed)
             .collect()
     }

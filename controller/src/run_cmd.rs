@@ -34,7 +34,7 @@ use crate::metrics::{Metrics, RulesetSize};
 use crate::settings;
 use crate::settings::Settings;
 use crate::sources::{ClusterSources, SourcesConfig};
-use crate::status::{LastSync, Status};
+use crate::status::{KEPT_TRANSACTION, LastSync, Status};
 use crate::sync::{SyncReport, Syncer};
 use crate::sync_loop::{self, Changes, Outcome, Source, Timing};
 
@@ -305,7 +305,9 @@ impl Reporter {
         self.state.status.synced(LastSync {
             snapshot,
             config: syncer.config().clone(),
-            transaction: Arc::clone(&report.transaction),
+            transaction: (report.transaction.len() <= KEPT_TRANSACTION)
+                .then(|| Arc::clone(&report.transaction)),
+            operations: report.operations,
             kind: report.kind.as_str(),
             at: finished,
         });

@@ -17,6 +17,9 @@ use nftproxy_rules::Transaction;
 
 use crate::sync_loop::Changes;
 
+/// Commands above which a sync's transaction is not kept for `/debug/transaction`.
+pub const KEPT_TRANSACTION: usize = crate::sync::LARGE_TRANSACTION;
+
 /// Services and slices above which an old snapshot is freed on a thread of its own.
 const LARGE_SNAPSHOT: usize = 1_000;
 
@@ -29,7 +32,11 @@ pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
 pub struct LastSync {
     pub snapshot: ClusterSnapshot,
     pub config: CompileConfig,
-    pub transaction: Arc<Transaction>,
+    /// The sync's transaction, unless it was larger than [`KEPT_TRANSACTION`] commands
+    /// (a full sync of a large cluster: as big as the ruleset, and no use to read).
+    pub transaction: Option<Arc<Transaction>>,
+    /// Its object operations, kept whatever its size.
+    pub operations: usize,
     pub kind: &'static str,
     pub at: SystemTime,
 }
@@ -79,7 +86,7 @@ impl Status {
         // snapshot is tens of thousands of shared pointers: free them off the sync's path.
         let large = old.filter(|o| {
             let objects = o.snapshot.services.len() + o.snapshot.endpoint_slices.len();
-            o.transaction.len() > crate::sync::LARGE_TRANSACTION || objects > LARGE_SNAPSHOT
+            objects > LARGE_SNAPSHOT
         });
         crate::sync::drop_in_background(large);
     }
@@ -134,7 +141,8 @@ mod tests {
         LastSync {
             snapshot: ClusterSnapshot::default(),
             config: CompileConfig::default(),
-            transaction: Arc::new(Transaction::new()),
+            transaction: Some(Arc::new(Transaction::new())),
+            operations: 0,
             kind: "full",
             at: SystemTime::now(),
         }

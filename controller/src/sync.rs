@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nftproxy_compiler::{ClusterSnapshot, CompileConfig, Compiled, IncrementalCompiler};
-use nftproxy_rules::{Op, Ruleset, Table, Transaction, diff};
+use nftproxy_rules::{Op, Ruleset, Transaction, diff};
 use thiserror::Error;
 
 /// The kernel as a sync sees it: nftproxy's tables, listed and changed atomically.
@@ -246,13 +246,11 @@ fn converge<T: Target>(
         }
     };
     let apply_time = started.elapsed();
-    *applied = Some(match current {
-        Some(mut current) => {
-            follow(&mut current, &transaction, desired);
-            current
-        }
-        None => desired.clone(),
-    });
+    // The kernel now holds `desired`. A clone shares its tables' contents (copy on write,
+    // see `rules::digest`), so what the compiler holds and what the kernel was given cost
+    // the memory of one ruleset plus what later compiles change.
+    *applied = Some(desired.clone());
+    drop_in_background(current.filter(|_| transaction.len() > LARGE_TRANSACTION));
     Ok(Converged {
         kind,
         transaction,
@@ -260,93 +258,6 @@ fn converge<T: Target>(
         route,
         apply_time,
     })
-}
-
-/// Brings `held` (what the kernel held before `transaction`) to what it holds after it,
-/// `desired`, by copying from `desired` only what the transaction touched: the cost is the
-/// transaction's, not the ruleset's. Right for any `transaction` that `diff(held, desired)`
-/// returned, since everything else is equal already. (`rules::apply_op` would also do, but
-/// it re-checks references and loops over the whole table per op, as the kernel would;
-/// here the kernel has just accepted the transaction.)
-pub fn follow(held: &mut Ruleset, transaction: &Transaction, desired: &Ruleset) {
-    for op in &transaction.ops {
-        match op {
-            Op::AddTable(table) => {
-                let id = table.id();
-                if held.table(&id).is_none() {
-                    let declared = desired
-                        .table(&id)
-                        .map_or_else(|| table.declaration(), Table::declaration);
-                    held.insert_table(declared);
-                }
-            }
-            Op::DeleteTable(id) => {
-                held.tables.remove(id);
-            }
-            Op::AddChain { table, chain } => copy_chain(held, desired, table, &chain.name),
-            Op::FlushChain { table, chain }
-            | Op::AddRule { table, chain, .. }
-            | Op::DeleteChain { table, chain } => copy_chain(held, desired, table, chain),
-            Op::AddSet { table, set } => {
-                if let Some(t) = held.table_mut(table) {
-                    t.insert_set(set.declaration());
-                }
-            }
-            Op::DeleteSet { table, set } => {
-                if let Some(t) = held.table_mut(table) {
-                    t.sets.remove(set);
-                }
-            }
-            Op::AddElements {
-                table,
-                set,
-                elements,
-            } => {
-                let set = held.table_mut(table).and_then(|t| t.sets.get_mut(set));
-                set.into_iter()
-                    .for_each(|s| elements.iter().for_each(|e| s.insert(e.clone())));
-            }
-            Op::DeleteElements {
-                table,
-                set,
-                elements,
-            } => {
-                let set = held.table_mut(table).and_then(|t| t.sets.get_mut(set));
-                set.into_iter().for_each(|s| {
-                    elements
-                        .iter()
-                        .for_each(|e| drop(s.elements.remove(&e.key)));
-                });
-            }
-            Op::AddCounter { table, counter } => {
-                if let Some(t) = held.table_mut(table) {
-                    t.insert_counter(counter.as_str());
-                }
-            }
-            Op::DeleteCounter { table, counter } => {
-                if let Some(t) = held.table_mut(table) {
-                    t.counters.remove(counter);
-                }
-            }
-        }
-    }
-}
-
-/// Makes chain `name` of `table` in `held` what it is in `desired` (absent if absent there).
-fn copy_chain(held: &mut Ruleset, desired: &Ruleset, table: &nftproxy_rules::TableId, name: &str) {
-    let Some(t) = held.table_mut(table) else {
-        return;
-    };
-    match desired.table(table).and_then(|d| d.chains.get(name)) {
-        Some(chain) => {
-            if t.chains.get(name) != Some(chain) {
-                t.insert_chain(chain.clone());
-            }
-        }
-        None => {
-            t.chains.remove(name);
-        }
-    }
 }
 
 /// Commands above which a transaction is freed off the sync's path.
@@ -375,7 +286,3 @@ fn replace_tables(desired: &Ruleset) -> Result<Transaction, nftproxy_rules::Diff
     transaction.ops.extend(create.ops);
     Ok(transaction)
 }
-
-#[cfg(test)]
-#[path = "sync_tests.rs"]
-mod tests;

@@ -29,7 +29,7 @@ use std::collections::btree_map;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::marker::PhantomData;
 use std::ops::{Bound, Index};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use foldhash::quality::RandomState;
 
@@ -171,9 +171,14 @@ pub const SHARDS: usize = 1 << SHARD_BITS;
 const SHARD_BITS: u32 = 7;
 
 /// One shard: entries in key order and the wrapping sum of their entry digests.
+///
+/// The entries are shared between clones of the map and copied when one clone first
+/// changes them (copy on write, one shard at a time): a clone of a whole ruleset costs a
+/// pointer per shard, and two rulesets that mostly agree (what the compiler holds and what
+/// the kernel was last given) share what they agree on.
 #[derive(Debug, Clone)]
 struct Shard<K, V> {
-    map: BTreeMap<K, V>,
+    map: Arc<BTreeMap<K, V>>,
     digest: u128,
 }
 
@@ -189,7 +194,7 @@ impl<K: Hash, V: EntryDigest<K>> Shard<K, V> {
 impl<K, V> Default for Shard<K, V> {
     fn default() -> Self {
         Shard {
-            map: BTreeMap::new(),
+            map: Arc::default(),
             digest: 0,
         }
     }
@@ -210,7 +215,7 @@ pub struct DigestMap<K, V> {
     len: usize,
 }
 
-impl<K: Ord + Hash, V: EntryDigest<K>> Default for DigestMap<K, V> {
+impl<K: Ord + Hash + Clone, V: EntryDigest<K> + Clone> Default for DigestMap<K, V> {
     fn default() -> Self {
         Self::new()
     }
@@ -223,7 +228,7 @@ fn locate<Q: Hash + ?Sized>(key: &Q) -> (usize, u128) {
     ((key_digest >> (128 - SHARD_BITS)) as usize, key_digest)
 }
 
-impl<K: Ord + Hash, V: EntryDigest<K>> DigestMap<K, V> {
+impl<K: Ord + Hash + Clone, V: EntryDigest<K> + Clone> DigestMap<K, V> {
     pub fn new() -> Self {
         DigestMap {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
@@ -254,7 +259,7 @@ impl<K: Ord + Hash, V: EntryDigest<K>> DigestMap<K, V> {
         for (shard, part) in map.shards.iter_mut().zip(parts) {
             let pushed = part.len();
             // `BTreeMap::from_iter` sorts (stably: the last duplicate wins) and bulk-builds.
-            shard.map = part.into_iter().collect();
+            shard.map = Arc::new(part.into_iter().collect());
             map.len += shard.map.len();
             if shard.map.len() != pushed {
                 // Duplicate keys: the sum above counted the replaced entries too. (Order
@@ -301,7 +306,7 @@ impl<K: Ord + Hash, V: EntryDigest<K>> DigestMap<K, V> {
         let (index, key_digest) = locate(&key);
         let shard = &mut self.shards[index];
         let added = value.entry_digest(key_digest);
-        let old = match shard.map.entry(key) {
+        let old = match Arc::make_mut(&mut shard.map).entry(key) {
             btree_map::Entry::Vacant(e) => {
                 e.insert(value);
                 self.len += 1;
@@ -323,7 +328,10 @@ impl<K: Ord + Hash, V: EntryDigest<K>> DigestMap<K, V> {
     {
         let (index, key_digest) = locate(key);
         let shard = &mut self.shards[index];
-        let (_, old) = shard.map.remove_entry(key)?;
+        if !shard.map.contains_key(key) {
+            return None;
+        }
+        let (_, old) = Arc::make_mut(&mut shard.map).remove_entry(key)?;
         shard.digest = shard.digest.wrapping_sub(old.entry_digest(key_digest));
         self.len -= 1;
         Some(old)
@@ -337,8 +345,11 @@ impl<K: Ord + Hash, V: EntryDigest<K>> DigestMap<K, V> {
     {
         let (index, key_digest) = locate(key);
         let Shard { map, digest } = &mut self.shards[index];
+        if !map.contains_key(key) {
+            return None;
+        }
         let bounds = (Bound::Included(key), Bound::Included(key));
-        let (_, value) = map.range_mut::<Q, _>(bounds).next()?;
+        let (_, value) = Arc::make_mut(map).range_mut::<Q, _>(bounds).next()?;
         *digest = digest.wrapping_sub(value.entry_digest(key_digest));
         Some(EntryMut {
             key_digest,
@@ -370,7 +381,11 @@ impl<K: Ord + Hash, V: EntryDigest<K>> DigestMap<K, V> {
     /// Keeps the entries for which `keep` is true.
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
         for shard in self.shards.iter_mut() {
-            shard.map.retain(|k, v| {
+            let drops = shard.map.iter().any(|(k, v)| !keep(k, v));
+            if !drops {
+                continue;
+            }
+            Arc::make_mut(&mut shard.map).retain(|k, v| {
                 let kept = keep(k, v);
                 if !kept {
                     shard.digest = shard.digest.wrapping_sub(v.entry_digest(digest(k)));
@@ -385,7 +400,7 @@ impl<K: Ord + Hash, V: EntryDigest<K>> DigestMap<K, V> {
     pub fn update_each(&mut self, mut f: impl FnMut(&K, &mut V)) {
         for shard in self.shards.iter_mut() {
             shard.digest = 0;
-            for (k, v) in shard.map.iter_mut() {
+            for (k, v) in Arc::make_mut(&mut shard.map).iter_mut() {
                 f(k, v);
                 shard.digest = shard.digest.wrapping_add(v.entry_digest(digest(k)));
             }
@@ -424,7 +439,7 @@ impl<K: Ord + Hash, V: EntryDigest<K>> DigestMap<K, V> {
             .iter()
             .zip(other.shards.iter())
             .filter(move |(a, b)| all || a.digest != b.digest)
-            .map(|(a, b)| (&a.map, &b.map))
+            .map(|(a, b)| (&*a.map, &*b.map))
     }
 }
 
@@ -468,21 +483,21 @@ impl<K: PartialEq, V: PartialEq> PartialEq for DigestMap<K, V> {
                 .shards
                 .iter()
                 .zip(other.shards.iter())
-                .all(|(a, b)| a.map == b.map)
+                .all(|(a, b)| Arc::ptr_eq(&a.map, &b.map) || a.map == b.map)
     }
 }
 
 impl<K: Eq, V: Eq> Eq for DigestMap<K, V> {}
 
-impl<K: Ord + Hash + std::fmt::Debug, V: EntryDigest<K> + std::fmt::Debug> std::fmt::Debug
-    for DigestMap<K, V>
+impl<K: Ord + Hash + Clone + std::fmt::Debug, V: EntryDigest<K> + Clone + std::fmt::Debug>
+    std::fmt::Debug for DigestMap<K, V>
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_map().entries(self.iter()).finish()
     }
 }
 
-impl<K: Ord + Hash + Borrow<Q>, V: EntryDigest<K>, Q: Ord + Hash + ?Sized> Index<&Q>
+impl<K: Ord + Hash + Clone + Borrow<Q>, V: EntryDigest<K> + Clone, Q: Ord + Hash + ?Sized> Index<&Q>
     for DigestMap<K, V>
 {
     type Output = V;
@@ -496,13 +511,13 @@ impl<K: Ord + Hash + Borrow<Q>, V: EntryDigest<K>, Q: Ord + Hash + ?Sized> Index
     }
 }
 
-impl<K: Ord + Hash, V: EntryDigest<K>> FromIterator<(K, V)> for DigestMap<K, V> {
+impl<K: Ord + Hash + Clone, V: EntryDigest<K> + Clone> FromIterator<(K, V)> for DigestMap<K, V> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         Self::from_entries(iter)
     }
 }
 
-impl<'a, K: Ord + Hash, V: EntryDigest<K>> IntoIterator for &'a DigestMap<K, V> {
+impl<'a, K: Ord + Hash + Clone, V: EntryDigest<K> + Clone> IntoIterator for &'a DigestMap<K, V> {
     type Item = (&'a K, &'a V);
     type IntoIter = std::vec::IntoIter<(&'a K, &'a V)>;
 

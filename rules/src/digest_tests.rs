@@ -143,3 +143,55 @@ proptest! {
         prop_assert_eq!(fast_diff(&old, &new), naive_diff(&base, &changed));
     }
 }
+
+/// How many shards of `a` and `b` hold the very same entries (not copies).
+fn shared_shards(a: &DigestMap<u32, V>, b: &DigestMap<u32, V>) -> usize {
+    a.shards
+        .iter()
+        .zip(b.shards.iter())
+        .filter(|(x, y)| Arc::ptr_eq(&x.map, &y.map))
+        .count()
+}
+
+#[test]
+fn a_clone_shares_its_entries_until_either_side_changes_them() {
+    let entries: Vec<(u32, u16)> = (0..5_000).map(|k| (k, (k % 7) as u16)).collect();
+    let original = build(&entries);
+    let mut copy = original.clone();
+    assert_eq!(
+        shared_shards(&original, &copy),
+        SHARDS,
+        "a clone copies no entry"
+    );
+
+    // Each kind of change copies the one shard it touches, and only the copy sees it.
+    copy.insert(10_000, V(1));
+    copy.remove(&3);
+    copy.update(&4, |v| v.0 = 99);
+    let touched = [10_000, 3, 4].map(|k| locate(&k).0);
+    let distinct = touched
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    assert_eq!(shared_shards(&original, &copy), SHARDS - distinct);
+    assert_eq!(original, build(&entries), "the original is unchanged");
+    assert_eq!(copy.get(&4), Some(&V(99)));
+    assert_eq!(copy.get(&3), None);
+    assert_eq!(original.get(&3), Some(&V(3)));
+
+    // Digests still follow content: undoing the changes gives the original's digest.
+    copy.remove(&10_000);
+    copy.insert(3, V(3));
+    copy.update(&4, |v| v.0 = 4);
+    assert_eq!(copy.digest(), original.digest());
+    assert_eq!(copy, original);
+    assert!(fast_diff(&copy, &original).is_empty());
+
+    // Looking up or removing an absent key, or a retain that keeps everything, copies
+    // nothing.
+    let mut other = original.clone();
+    assert_eq!(other.remove(&77_777), None);
+    assert!(other.update(&77_777, |v| v.0 = 1).is_none());
+    other.retain(|_, _| true);
+    assert_eq!(shared_shards(&original, &other), SHARDS);
+}

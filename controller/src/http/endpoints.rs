@@ -24,7 +24,7 @@ use serde_json::json;
 
 use super::server::{Body, json, respond, text};
 use crate::metrics::Metrics;
-use crate::status::{LastSync, Status};
+use crate::status::{KEPT_TRANSACTION, LastSync, Status};
 
 /// What the routes read.
 #[derive(Debug, Clone)]
@@ -123,9 +123,15 @@ fn debug_transaction(status: &Status) -> Response<Body> {
         "# {} sync at {}: {} operations\n",
         last.kind,
         rfc3339(last.at),
-        last.transaction.object_operations()
+        last.operations
     );
-    text(StatusCode::OK, header + &last.transaction.to_string())
+    let body = match &last.transaction {
+        Some(transaction) => transaction.to_string(),
+        None => format!(
+            "# not kept: more than {KEPT_TRANSACTION} commands (/debug/ruleset shows the result)\n"
+        ),
+    };
+    text(StatusCode::OK, header + &body)
 }
 
 fn debug_services(status: &Status, query: &str) -> Response<Body> {
