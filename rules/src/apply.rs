@@ -142,8 +142,8 @@ impl Transaction {
     /// Runs the transaction on a copy of `ruleset` the way the kernel would; all or nothing.
     pub fn apply_to(&self, ruleset: &Ruleset) -> Result<Ruleset, ApplyError> {
         let mut state = ruleset.clone();
-        for (index, op) in self.ops.iter().enumerate() {
-            apply_op(&mut state, index, op)?;
+        for (index, op) in self.iter().enumerate() {
+            apply_op(&mut state, index, &op)?;
         }
         Ok(state)
     }
@@ -160,6 +160,11 @@ pub fn apply_op(state: &mut Ruleset, index: usize, op: &Op) -> Result<(), ApplyE
 fn name_refusal(index: usize, op: &Op, refusal: Refusal) -> ApplyError {
     let t = |t: &TableId, n: &str| (t.clone(), n.to_string());
     match op {
+        Op::CreateTable(table) => ApplyError::AddTable {
+            index,
+            table: table.id(),
+            refusal,
+        },
         Op::AddTable(table) => ApplyError::AddTable {
             index,
             table: table.id(),
@@ -340,6 +345,9 @@ fn run_op(state: &mut Ruleset, op: &Op) -> Result<(), Refusal> {
             Ok(())
         }
         Op::DeleteCounter { table, counter } => delete_counter(table_mut(state, table)?, counter),
+        Op::CreateTable(t) => crate::transaction::creating(t)
+            .filter(|op| !op_is_noop(op))
+            .try_for_each(|op| run_op(state, &op)),
     }
 }
 

@@ -28,7 +28,7 @@ use std::iter::Peekable;
 use crate::expr::Value;
 use crate::graph::{ChainGraph, rule_refers_to_set};
 use crate::model::{Chain, Element, Ruleset, Set, Table, TableId};
-use crate::transaction::{Op, Transaction, creation_ops};
+use crate::transaction::{Op, Transaction};
 
 /// Why two rulesets could not be diffed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,17 +127,10 @@ impl Steps {
         }
     }
 
-    /// Files the ops that create a whole table into the right steps.
+    /// Creates a whole table: one op, with the declarations, since everything in it refers
+    /// only to what it holds itself. The clone shares the table's contents.
     fn create_table(&mut self, table: &Table) {
-        let mut one = Ruleset::new();
-        one.insert_table(table.clone());
-        for op in creation_ops(&one) {
-            match op {
-                Op::AddElements { .. } => self.add_elements.push(op),
-                Op::AddRule { .. } => self.add_rules.push(op),
-                _ => self.add_declarations.push(op),
-            }
-        }
+        self.add_declarations.push(Op::CreateTable(table.clone()));
     }
 }
 

@@ -28,7 +28,10 @@ fn diff_of_a_ruleset_with_itself_is_empty() {
 fn diff_from_nothing_creates_everything() {
     let r = every_construct();
     let tx = checked(&Ruleset::new(), &r);
-    assert!(matches!(tx.ops[0], Op::AddTable(_)));
+    assert!(matches!(tx.ops[0], Op::CreateTable(_)), "{tx}");
+    let expanded: Vec<_> = tx.iter().collect();
+    assert!(matches!(expanded[0].as_ref(), Op::AddTable(_)));
+    assert_eq!(expanded.len(), tx.len());
 }
 
 #[test]

@@ -30,25 +30,22 @@ impl Ruleset {
     /// The libnftables JSON document that creates this ruleset where none of its tables exist.
     pub fn to_json(&self) -> Json {
         let ops = crate::transaction::creation_ops(self);
-        document(
-            ops.iter()
-                .filter(|op| !op_is_noop(op))
-                .map(op_json)
-                .collect(),
-        )
+        let mut commands = Vec::with_capacity(ops.len());
+        for op in &ops {
+            push_op_json(op, &mut commands);
+        }
+        document(commands)
     }
 }
 
 impl Transaction {
     /// The libnftables JSON document that runs this transaction (one command per op).
     pub fn to_json(&self) -> Json {
-        document(
-            self.ops
-                .iter()
-                .filter(|op| !op_is_noop(op))
-                .map(op_json)
-                .collect(),
-        )
+        let mut commands = Vec::with_capacity(self.len());
+        for op in &self.ops {
+            push_op_json(op, &mut commands);
+        }
+        document(commands)
     }
 }
 
@@ -146,9 +143,23 @@ fn elements_json(table: &TableId, set: &str, elements: &[Element], keys_only: bo
     Json::Object(m)
 }
 
+/// Appends the command(s) of `op` (none for a no-op, one per op of a created table).
+fn push_op_json(op: &Op, commands: &mut Vec<Json>) {
+    match op {
+        Op::CreateTable(t) => {
+            for op in crate::transaction::creating(t) {
+                push_op_json(&op, commands);
+            }
+        }
+        _ if op_is_noop(op) => {}
+        _ => commands.push(op_json(op)),
+    }
+}
+
+/// The one command of an op that is neither a no-op nor [`Op::CreateTable`].
 fn op_json(op: &Op) -> Json {
     match op {
-        Op::AddTable(t) => command("add", "table", table_json(t)),
+        Op::AddTable(t) | Op::CreateTable(t) => command("add", "table", table_json(t)),
         Op::DeleteTable(t) => {
             let mut m = Map::new();
             m.insert("family".into(), json!(t.family.keyword()));

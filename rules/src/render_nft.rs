@@ -482,6 +482,18 @@ impl Display for Op {
             Op::DeleteCounter { table, counter } => {
                 write!(f, "delete counter {} {}", TableRef(table), Name(counter))
             }
+            Op::CreateTable(t) => {
+                // One command per line, like a transaction; no-ops render to nothing.
+                let mut first = true;
+                for op in crate::transaction::creating(t).filter(|op| !op_is_noop(op)) {
+                    if !first {
+                        writeln!(f)?;
+                    }
+                    first = false;
+                    write!(f, "{op}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -497,7 +509,7 @@ pub(crate) fn op_is_noop(op: &Op) -> bool {
 /// Writes one command per line, in order: the script `nft -f` runs as one transaction.
 impl Display for Transaction {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        for op in self.ops.iter().filter(|op| !op_is_noop(op)) {
+        for op in self.iter().filter(|op| !op_is_noop(op)) {
             writeln!(f, "{op}")?;
         }
         Ok(())

@@ -3,7 +3,8 @@
 //! A transaction is what `diff` produces and what the controller hands to libnftables as
 //! one netlink batch (all or nothing). The verbs are nft's own: add, flush, delete.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 use crate::model::{Chain, Element, Rule, Set, Table, TableId};
 
@@ -46,6 +47,12 @@ pub enum Op {
     AddCounter { table: TableId, counter: String },
     /// `delete counter`: no map element may still name it.
     DeleteCounter { table: TableId, counter: String },
+    /// A whole table with everything in it: the ops of [`table_creation_ops`], in their
+    /// order. Kept as one op so that a transaction creating large tables (a full sync)
+    /// holds a clone of each table, which shares its contents with the ruleset it came
+    /// from (see `digest`), instead of a copy of every rule and element.
+    /// [`Transaction::iter`] expands it.
+    CreateTable(Table),
 }
 
 /// An ordered list of operations, applied atomically.
@@ -67,9 +74,29 @@ impl Transaction {
         self.ops.is_empty()
     }
 
-    /// Number of operations (one per `Op`; an `AddElements` of many elements is one).
+    /// Number of operations, with [`Op::CreateTable`] expanded (an `AddElements` of many
+    /// elements is one).
     pub fn len(&self) -> usize {
-        self.ops.len()
+        self.ops
+            .iter()
+            .map(|op| match op {
+                Op::CreateTable(t) => creation_op_count(t),
+                _ => 1,
+            })
+            .sum()
+    }
+
+    /// The operations in order, with every [`Op::CreateTable`] expanded into the ops that
+    /// create its table; those are made one at a time, as the iterator advances.
+    pub fn iter(&self) -> impl Iterator<Item = Cow<'_, Op>> + '_ {
+        self.ops
+            .iter()
+            .flat_map(|op| -> Box<dyn Iterator<Item = Cow<'_, Op>> + '_> {
+                match op {
+                    Op::CreateTable(t) => Box::new(creating(t).map(Cow::Owned)),
+                    other => Box::new(std::iter::once(Cow::Borrowed(other))),
+                }
+            })
     }
 
     /// Number of object-level operations, the measure of a minimal transaction: a chain
@@ -77,21 +104,25 @@ impl Transaction {
     /// each element of `AddElements`/`DeleteElements` counts 1, every other op counts 1.
     /// An `AddRule` to a chain not flushed or added earlier in the transaction counts 1.
     pub fn object_operations(&self) -> usize {
-        let mut rewritten: HashSet<(&TableId, &str)> = HashSet::new();
+        let mut rewritten: HashMap<TableId, HashSet<String>> = HashMap::new();
         let mut count = 0;
-        for op in &self.ops {
-            count += match op {
+        for op in self.iter() {
+            count += match op.as_ref() {
                 Op::FlushChain { table, chain } => {
-                    rewritten.insert((table, chain.as_str()));
+                    let chains = rewritten.entry(table.clone()).or_default();
+                    chains.insert(chain.clone());
                     1
                 }
                 Op::AddChain { table, chain } => {
-                    rewritten.insert((table, chain.name.as_str()));
+                    let chains = rewritten.entry(table.clone()).or_default();
+                    chains.insert(chain.name.clone());
                     1
                 }
-                Op::AddRule { table, chain, .. } => {
-                    usize::from(!rewritten.contains(&(table, chain.as_str())))
-                }
+                Op::AddRule { table, chain, .. } => usize::from(
+                    !rewritten
+                        .get(table)
+                        .is_some_and(|chains| chains.contains(chain)),
+                ),
                 Op::AddElements { elements, .. } | Op::DeleteElements { elements, .. } => {
                     elements.len()
                 }
@@ -112,7 +143,51 @@ pub fn creation_ops(ruleset: &crate::model::Ruleset) -> Vec<Op> {
 
 /// The ops that create `table` where it does not exist, in the order of [`creation_ops`].
 pub fn table_creation_ops(table: &crate::model::Table) -> Vec<Op> {
-    creation_ops_of(std::iter::once(table))
+    creating(table).collect()
+}
+
+/// [`table_creation_ops`], made one at a time.
+pub(crate) fn creating(t: &Table) -> impl Iterator<Item = Op> + '_ {
+    let id = t.id();
+    let (counters, sets, chains, elements) = (id.clone(), id.clone(), id.clone(), id.clone());
+    std::iter::once(Op::AddTable(t.declaration()))
+        .chain(t.counters.keys().map(move |c| Op::AddCounter {
+            table: counters.clone(),
+            counter: c.clone(),
+        }))
+        .chain(t.sets.values().map(move |s| Op::AddSet {
+            table: sets.clone(),
+            set: s.declaration(),
+        }))
+        .chain(t.chains.values().map(move |c| Op::AddChain {
+            table: chains.clone(),
+            chain: c.declaration(),
+        }))
+        .chain(
+            t.sets
+                .values()
+                .filter(|s| !s.elements.is_empty())
+                .map(move |s| Op::AddElements {
+                    table: elements.clone(),
+                    set: s.name.clone(),
+                    elements: s.elements.values().cloned().collect(),
+                }),
+        )
+        .chain(t.chains.values().flat_map(move |c| {
+            let id = id.clone();
+            c.rules.iter().map(move |r| Op::AddRule {
+                table: id.clone(),
+                chain: c.name.clone(),
+                rule: r.clone(),
+            })
+        }))
+}
+
+/// How many ops [`creating`] makes for `t`, without making them.
+fn creation_op_count(t: &Table) -> usize {
+    let non_empty_sets = t.sets.values().filter(|s| !s.elements.is_empty()).count();
+    let rules: usize = t.chains.values().map(|c| c.rules.len()).sum();
+    1 + t.counters.len() + t.sets.len() + t.chains.len() + non_empty_sets + rules
 }
 
 fn creation_ops_of<'a>(tables: impl Iterator<Item = &'a crate::model::Table> + Clone) -> Vec<Op> {

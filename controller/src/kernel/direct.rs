@@ -127,8 +127,8 @@ impl Netfilter {
         match refused {
             Some((index, error)) => Err(DirectError::Refused {
                 index,
-                what: match index.and_then(|i| transaction.ops.get(i).map(|op| (i, op))) {
-                    Some((i, op)) => format!("operation {i} ({})", describe(op)),
+                what: match index.and_then(|i| transaction.iter().nth(i).map(|op| (i, op))) {
+                    Some((i, op)) => format!("operation {i} ({})", describe(&op)),
                     None => "the batch itself".to_owned(),
                 },
                 error,
@@ -177,6 +177,7 @@ fn describe(op: &Op) -> String {
         }
         Op::AddCounter { table, counter } => format!("add counter {table} {counter}"),
         Op::DeleteCounter { table, counter } => format!("delete counter {table} {counter}"),
+        Op::CreateTable(t) => format!("create table {}", t.id()),
     }
 }
 

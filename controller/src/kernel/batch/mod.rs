@@ -69,8 +69,8 @@ pub fn encode(
         last_start: None,
     };
     encoder.batch_delimiter(NFNL_MSG_BATCH_BEGIN);
-    for (index, op) in transaction.ops.iter().enumerate() {
-        encoder.op(index, op, &set)?;
+    for (index, op) in transaction.iter().enumerate() {
+        encoder.op(index, &op, &set)?;
     }
     let Some(&(last_seq, _)) = encoder.messages.last() else {
         return Err(Unsupported::new("an empty transaction"));
@@ -229,6 +229,11 @@ impl Encoder {
                 let msg = self.begin(index, NFT_MSG_DELOBJ, 0, table)?;
                 self.counter_identity(table, counter);
                 self.w.end_message(msg);
+            }
+            Op::CreateTable(t) => {
+                for op in nftproxy_rules::table_creation_ops(t) {
+                    self.op(index, &op, set)?;
+                }
             }
         }
         Ok(())
