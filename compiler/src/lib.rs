@@ -12,6 +12,7 @@
 //! [`IncrementalCompiler`] redoes only the Services whose inputs changed and patches the
 //! previous result, with the same output as [`compile`].
 
+pub mod compact;
 pub mod config;
 pub mod diagnostic;
 pub mod kube_proxy_config;
@@ -48,6 +49,7 @@ mod testing;
 mod tests;
 mod udp;
 
+pub use compact::Compact;
 pub use config::{CompileConfig, DetectLocal};
 pub use counters::{CounterLabels, NODEPORT_COUNTERS, SERVICE_COUNTERS, parse_counter_name};
 pub use describe::{

@@ -11,6 +11,7 @@
 //! library, because the library does not say where a document starts; the YAML spec
 //! forbids those markers at column 0 inside content, so the split is exact.
 
+use crate::compact::Compact;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
@@ -27,6 +28,21 @@ use lines::{Chunk, item_lines, line_of_offset, split_documents};
 pub struct Decoded {
     pub line: usize,
     pub object: Object,
+}
+
+impl Decoded {
+    /// `object` at `line`, trimmed to what is kept (see [`Compact`]).
+    fn compacted(line: usize, mut object: Object) -> Decoded {
+        match &mut object {
+            Object::Service(o) => o.compact(),
+            Object::EndpointSlice(o) => o.compact(),
+            Object::Endpoints(o) => o.compact(),
+            Object::Node(o) => o.compact(),
+            Object::ServiceCidr(o) => o.compact(),
+            Object::Other(_) => {}
+        }
+        Decoded { line, object }
+    }
 }
 
 /// A decoded object: one of the kinds the compiler reads, or anything else.
@@ -120,7 +136,7 @@ fn decode_yaml_document(chunk: &Chunk<'_>, out: &mut Vec<Decoded>) -> Result<(),
         }
         None => header.other(value),
     };
-    out.push(Decoded { line, object });
+    out.push(Decoded::compacted(line, object));
     Ok(())
 }
 
@@ -168,7 +184,7 @@ fn decode_value(value: Value, line: usize, out: &mut Vec<Decoded>) -> Result<(),
         Some(KnownKind::ServiceCidr) => Object::ServiceCidr(typed(value, line)?),
         None => header.other(value),
     };
-    out.push(Decoded { line, object });
+    out.push(Decoded::compacted(line, object));
     Ok(())
 }
 

@@ -7,14 +7,12 @@ use futures::{StreamExt, TryStreamExt};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
+use nftproxy_compiler::Compact;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{Shared, Source};
-
-/// The annotation in which `kubectl apply` keeps the last applied object.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Spawns the watcher of `source` and returns its store and task.
 ///
@@ -27,17 +25,21 @@ pub(super) fn spawn<K>(
     shared: &Arc<Shared>,
 ) -> (Store<K>, JoinHandle<()>)
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Compact
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let writer = reflector::store::Writer::<K>::default();
     let store = writer.as_reader();
     let events = watcher(api, config).map_ok(|event| {
-        // Managed fields are half of an object's metadata, `kubectl apply`'s copy of the
-        // object can be as big as the object itself, and nobody here reads either.
-        event.modify(|object| {
-            object.meta_mut().managed_fields = None;
-            object.annotations_mut().remove(LAST_APPLIED);
-        })
+        // Managed fields, `kubectl apply`'s copy of the object and spare capacity: the
+        // store keeps every object as long as it exists.
+        event.modify(Compact::compact)
     });
     let mut stream = reflector::reflector(writer, events)
         .default_backoff()
