@@ -166,7 +166,7 @@ pub trait EntryDigest<K> {
 }
 
 /// Number of shards of a [`DigestMap`]. More shards localise a change better; each costs
-/// one empty `BTreeMap` (24 bytes) and one digest compare in `diff`.
+/// 32 bytes once the map holds anything, and one digest compare in `diff`.
 pub const SHARDS: usize = 1 << SHARD_BITS;
 const SHARD_BITS: u32 = 7;
 
@@ -175,26 +175,53 @@ const SHARD_BITS: u32 = 7;
 /// The entries are shared between clones of the map and copied when one clone first
 /// changes them (copy on write, one shard at a time): a clone of a whole ruleset costs a
 /// pointer per shard, and two rulesets that mostly agree (what the compiler holds and what
-/// the kernel was last given) share what they agree on.
+/// the kernel was last given) share what they agree on. An empty shard allocates nothing.
 #[derive(Debug, Clone)]
 struct Shard<K, V> {
-    map: Arc<BTreeMap<K, V>>,
+    /// `None` when empty.
+    map: Option<Arc<BTreeMap<K, V>>>,
     digest: u128,
 }
 
-impl<K: Hash, V: EntryDigest<K>> Shard<K, V> {
+impl<K: Ord + Clone, V: Clone> Shard<K, V> {
+    fn entries(&self) -> Option<&BTreeMap<K, V>> {
+        self.map.as_deref()
+    }
+
+    fn len(&self) -> usize {
+        self.entries().map_or(0, BTreeMap::len)
+    }
+
+    /// The entries to change, copied first if another clone shares them.
+    fn entries_mut(&mut self) -> &mut BTreeMap<K, V> {
+        Arc::make_mut(self.map.get_or_insert_with(Arc::default))
+    }
+
+    /// Frees the entries' allocation once the last entry is gone.
+    fn drop_if_empty(&mut self) {
+        if self.entries().is_some_and(BTreeMap::is_empty) {
+            self.map = None;
+        }
+    }
+}
+
+impl<K: Ord + Clone + Hash, V: EntryDigest<K> + Clone> Shard<K, V> {
     /// Recomputes the digest from the entries.
     fn recompute(&mut self) {
-        self.digest = self.map.iter().fold(0, |d: u128, (k, v)| {
-            d.wrapping_add(v.entry_digest(digest(k)))
-        });
+        self.digest = self
+            .entries()
+            .into_iter()
+            .flatten()
+            .fold(0, |d: u128, (k, v)| {
+                d.wrapping_add(v.entry_digest(digest(k)))
+            });
     }
 }
 
 impl<K, V> Default for Shard<K, V> {
     fn default() -> Self {
         Shard {
-            map: Arc::default(),
+            map: None,
             digest: 0,
         }
     }
@@ -211,8 +238,11 @@ impl<K, V> Default for Shard<K, V> {
 /// sorted), and nobody can aim keys at one shard.
 #[derive(Clone)]
 pub struct DigestMap<K, V> {
+    /// Empty (no allocation) until the map first holds an entry, then [`SHARDS`] long.
     shards: Box<[Shard<K, V>]>,
     len: usize,
+    /// What [`DigestMap::shard_pairs`] gives for a shard that holds nothing.
+    empty: BTreeMap<K, V>,
 }
 
 impl<K: Ord + Hash + Clone, V: EntryDigest<K> + Clone> Default for DigestMap<K, V> {
@@ -231,9 +261,23 @@ fn locate<Q: Hash + ?Sized>(key: &Q) -> (usize, u128) {
 impl<K: Ord + Hash + Clone, V: EntryDigest<K> + Clone> DigestMap<K, V> {
     pub fn new() -> Self {
         DigestMap {
-            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            shards: Box::default(),
             len: 0,
+            empty: BTreeMap::new(),
         }
+    }
+
+    /// Shard `index`, with all the shards allocated first if none is.
+    fn shard_mut(&mut self, index: usize) -> &mut Shard<K, V> {
+        if self.shards.is_empty() {
+            self.shards = (0..SHARDS).map(|_| Shard::default()).collect();
+        }
+        &mut self.shards[index]
+    }
+
+    /// Shard `index`, if the shards are allocated.
+    fn shard(&self, index: usize) -> Option<&Shard<K, V>> {
+        self.shards.get(index)
     }
 
     /// Builds the map from entries (any order; a later duplicate key replaces an earlier).
@@ -252,16 +296,21 @@ impl<K: Ord + Hash + Clone, V: EntryDigest<K> + Clone> DigestMap<K, V> {
         let mut map = DigestMap::new();
         for (k, v) in entries {
             let (index, key_digest) = locate(&k);
-            let shard = &mut map.shards[index];
+            let shard = map.shard_mut(index);
             shard.digest = shard.digest.wrapping_add(v.entry_digest(key_digest));
             parts[index].push((k, v));
         }
         for (shard, part) in map.shards.iter_mut().zip(parts) {
             let pushed = part.len();
+            if pushed == 0 {
+                continue;
+            }
             // `BTreeMap::from_iter` sorts (stably: the last duplicate wins) and bulk-builds.
-            shard.map = Arc::new(part.into_iter().collect());
-            map.len += shard.map.len();
-            if shard.map.len() != pushed {
+            let entries: BTreeMap<K, V> = part.into_iter().collect();
+            map.len += entries.len();
+            let deduplicated = entries.len() != pushed;
+            shard.map = Some(Arc::new(entries));
+            if deduplicated {
                 // Duplicate keys: the sum above counted the replaced entries too. (Order
                 // does not matter: the sum is order-independent.)
                 shard.recompute();
@@ -291,7 +340,7 @@ impl<K: Ord + Hash + Clone, V: EntryDigest<K> + Clone> DigestMap<K, V> {
     where
         K: Borrow<Q>,
     {
-        self.shards[locate(key).0].map.get(key)
+        self.shard(locate(key).0)?.entries()?.get(key)
     }
 
     pub fn contains_key<Q: Ord + Hash + ?Sized>(&self, key: &Q) -> bool
@@ -304,12 +353,13 @@ impl<K: Ord + Hash + Clone, V: EntryDigest<K> + Clone> DigestMap<K, V> {
     /// Inserts an entry, returning the one it replaced.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         let (index, key_digest) = locate(&key);
-        let shard = &mut self.shards[index];
+        let shard = self.shard_mut(index);
         let added = value.entry_digest(key_digest);
-        let old = match Arc::make_mut(&mut shard.map).entry(key) {
+        let mut len = 0;
+        let old = match shard.entries_mut().entry(key) {
             btree_map::Entry::Vacant(e) => {
                 e.insert(value);
-                self.len += 1;
+                len = 1;
                 None
             }
             btree_map::Entry::Occupied(mut e) => {
@@ -319,6 +369,7 @@ impl<K: Ord + Hash + Clone, V: EntryDigest<K> + Clone> DigestMap<K, V> {
             }
         };
         shard.digest = shard.digest.wrapping_add(added);
+        self.len += len;
         old
     }
 
@@ -327,11 +378,12 @@ impl<K: Ord + Hash + Clone, V: EntryDigest<K> + Clone> DigestMap<K, V> {
         K: Borrow<Q>,
     {
         let (index, key_digest) = locate(key);
-        let shard = &mut self.shards[index];
-        if !shard.map.contains_key(key) {
+        if !self.contains_key(key) {
             return None;
         }
-        let (_, old) = Arc::make_mut(&mut shard.map).remove_entry(key)?;
+        let shard = self.shard_mut(index);
+        let (_, old) = shard.entries_mut().remove_entry(key)?;
+        shard.drop_if_empty();
         shard.digest = shard.digest.wrapping_sub(old.entry_digest(key_digest));
         self.len -= 1;
         Some(old)
@@ -344,12 +396,14 @@ impl<K: Ord + Hash + Clone, V: EntryDigest<K> + Clone> DigestMap<K, V> {
         K: Borrow<Q>,
     {
         let (index, key_digest) = locate(key);
-        let Shard { map, digest } = &mut self.shards[index];
-        if !map.contains_key(key) {
+        if !self.contains_key(key) {
             return None;
         }
+        let shard = self.shard_mut(index);
         let bounds = (Bound::Included(key), Bound::Included(key));
-        let (_, value) = Arc::make_mut(map).range_mut::<Q, _>(bounds).next()?;
+        let map = Arc::make_mut(shard.map.as_mut()?);
+        let digest = &mut shard.digest;
+        let (_, value) = map.range_mut::<Q, _>(bounds).next()?;
         *digest = digest.wrapping_sub(value.entry_digest(key_digest));
         Some(EntryMut {
             key_digest,
@@ -360,9 +414,7 @@ impl<K: Ord + Hash + Clone, V: EntryDigest<K> + Clone> DigestMap<K, V> {
     }
 
     pub fn clear(&mut self) {
-        for shard in self.shards.iter_mut() {
-            *shard = Shard::default();
-        }
+        self.shards = Box::default();
         self.len = 0;
     }
 
@@ -381,28 +433,40 @@ impl<K: Ord + Hash + Clone, V: EntryDigest<K> + Clone> DigestMap<K, V> {
     /// Keeps the entries for which `keep` is true.
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
         for shard in self.shards.iter_mut() {
-            let drops = shard.map.iter().any(|(k, v)| !keep(k, v));
+            let drops = shard
+                .entries()
+                .into_iter()
+                .flatten()
+                .any(|(k, v)| !keep(k, v));
             if !drops {
                 continue;
             }
-            Arc::make_mut(&mut shard.map).retain(|k, v| {
-                let kept = keep(k, v);
-                if !kept {
-                    shard.digest = shard.digest.wrapping_sub(v.entry_digest(digest(k)));
-                }
-                kept
-            });
+            let Shard { map, digest: sum } = shard;
+            if let Some(map) = map {
+                Arc::make_mut(map).retain(|k, v| {
+                    let kept = keep(k, v);
+                    if !kept {
+                        *sum = sum.wrapping_sub(v.entry_digest(digest(k)));
+                    }
+                    kept
+                });
+            }
+            shard.drop_if_empty();
         }
-        self.len = self.shards.iter().map(|s| s.map.len()).sum();
+        self.len = self.shards.iter().map(Shard::len).sum();
     }
 
     /// Changes every entry in place with `f`, then recomputes the digests.
     pub fn update_each(&mut self, mut f: impl FnMut(&K, &mut V)) {
         for shard in self.shards.iter_mut() {
-            shard.digest = 0;
-            for (k, v) in Arc::make_mut(&mut shard.map).iter_mut() {
+            let Shard { map, digest: sum } = shard;
+            let Some(map) = map else {
+                continue;
+            };
+            *sum = 0;
+            for (k, v) in Arc::make_mut(map).iter_mut() {
                 f(k, v);
-                shard.digest = shard.digest.wrapping_add(v.entry_digest(digest(k)));
+                *sum = sum.wrapping_add(v.entry_digest(digest(k)));
             }
         }
     }
@@ -411,7 +475,7 @@ impl<K: Ord + Hash + Clone, V: EntryDigest<K> + Clone> DigestMap<K, V> {
     pub fn iter(&self) -> std::vec::IntoIter<(&K, &V)> {
         let mut all: Vec<(&K, &V)> = Vec::with_capacity(self.len);
         for shard in self.shards.iter() {
-            all.extend(shard.map.iter());
+            all.extend(shard.entries().into_iter().flatten());
         }
         all.sort_unstable_by(|a, b| a.0.cmp(b.0));
         all.into_iter()
@@ -435,11 +499,21 @@ impl<K: Ord + Hash + Clone, V: EntryDigest<K> + Clone> DigestMap<K, V> {
         other: &'a Self,
         all: bool,
     ) -> impl Iterator<Item = (&'a BTreeMap<K, V>, &'a BTreeMap<K, V>)> {
-        self.shards
-            .iter()
-            .zip(other.shards.iter())
-            .filter(move |(a, b)| all || a.digest != b.digest)
-            .map(|(a, b)| (&*a.map, &*b.map))
+        let digest_of = |s: Option<&Shard<K, V>>| s.map_or(0, |s| s.digest);
+        let shards = if self.shards.is_empty() && other.shards.is_empty() {
+            0
+        } else {
+            SHARDS
+        };
+        (0..shards).filter_map(move |index| {
+            let (a, b) = (self.shard(index), other.shard(index));
+            (all || digest_of(a) != digest_of(b)).then(|| {
+                (
+                    a.and_then(Shard::entries).unwrap_or(&self.empty),
+                    b.and_then(Shard::entries).unwrap_or(&other.empty),
+                )
+            })
+        })
     }
 }
 
@@ -478,12 +552,18 @@ impl<K: PartialEq, V: PartialEq> PartialEq for DigestMap<K, V> {
     /// Exact content equality: within a process every map uses the same shard function, so
     /// equal maps have equal shards.
     fn eq(&self, other: &Self) -> bool {
-        self.len == other.len
-            && self
-                .shards
-                .iter()
-                .zip(other.shards.iter())
-                .all(|(a, b)| Arc::ptr_eq(&a.map, &b.map) || a.map == b.map)
+        let same = |a: Option<&Shard<K, V>>, b: Option<&Shard<K, V>>| {
+            let (a, b) = (
+                a.and_then(|s| s.map.as_ref()),
+                b.and_then(|s| s.map.as_ref()),
+            );
+            match (a, b) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                (Some(one), None) | (None, Some(one)) => one.is_empty(),
+                (None, None) => true,
+            }
+        };
+        self.len == other.len && (0..SHARDS).all(|i| same(self.shards.get(i), other.shards.get(i)))
     }
 }
 

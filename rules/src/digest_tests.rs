@@ -149,8 +149,35 @@ fn shared_shards(a: &DigestMap<u32, V>, b: &DigestMap<u32, V>) -> usize {
     a.shards
         .iter()
         .zip(b.shards.iter())
-        .filter(|(x, y)| Arc::ptr_eq(&x.map, &y.map))
+        .filter(|(x, y)| matches!((&x.map, &y.map), (Some(x), Some(y)) if Arc::ptr_eq(x, y)))
         .count()
+}
+
+#[test]
+fn an_empty_map_allocates_nothing_and_a_shard_that_empties_frees_its_entries() {
+    let mut map: DigestMap<u32, V> = DigestMap::new();
+    assert!(map.shards.is_empty(), "no shard before the first entry");
+    assert_eq!(map.digest(), 0);
+    assert_eq!(map, DigestMap::new());
+    map.insert(1, V(1));
+    map.insert(2, V(2));
+    assert_eq!(map.shards.len(), SHARDS);
+    let holding = |m: &DigestMap<u32, V>| m.shards.iter().filter(|s| s.map.is_some()).count();
+    assert_eq!(
+        holding(&map),
+        map.shards.iter().filter(|s| s.len() > 0).count()
+    );
+    map.remove(&1);
+    map.remove(&2);
+    assert_eq!(holding(&map), 0, "emptied shards hold no allocation");
+    assert_eq!(map.digest(), 0);
+    // Empty whether never filled or emptied: equal, and no differing shard.
+    assert_eq!(map, DigestMap::new());
+    assert_eq!(map.shard_pairs(&DigestMap::new(), false).count(), 0);
+    assert!(fast_diff(&map, &DigestMap::new()).is_empty());
+    let one = build(&[(5, 5)]);
+    assert_eq!(fast_diff(&DigestMap::new(), &one), fast_diff(&map, &one));
+    assert_eq!(map.shard_pairs(&one, false).count(), 1);
 }
 
 #[test]
