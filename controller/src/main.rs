@@ -11,6 +11,7 @@ mod conntrack;
 mod events;
 mod http;
 mod inputs;
+mod instance_lock;
 mod kernel;
 mod kernel_target;
 mod logging;

@@ -26,6 +26,7 @@ use crate::collectors;
 use crate::conntrack;
 use crate::events::EventPublisher;
 use crate::http::{self, HealthCheckServers};
+use crate::instance_lock::InstanceLock;
 use crate::kernel::Kernel;
 use crate::kernel::counters::CounterReader;
 use crate::kernel_target::KernelTarget;
@@ -43,6 +44,7 @@ const MANIFEST_POLL: Duration = Duration::from_millis(200);
 
 /// Runs `run`. Returns when stopped by a signal.
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let _instance = InstanceLock::acquire()?;
     let settings = Settings::load(args.node.config.as_deref(), args.node.hostname.as_deref())?;
     let kube_proxy = &settings.kube_proxy;
     let timing = Timing::new(kube_proxy.min_sync_period(), kube_proxy.sync_period());
@@ -446,6 +448,8 @@ fn stop_on_signals(changes: Arc<Changes>) -> anyhow::Result<()> {
 
 /// Runs `cleanup`: removes nftproxy's tables, nothing else.
 pub fn cleanup(args: &CleanupArgs) -> anyhow::Result<ExitCode> {
+    // A running instance would put the tables back at its next sync.
+    let _instance = InstanceLock::acquire()?;
     let kernel = Kernel::start(args.nft_helper.as_deref())?;
     kernel.delete_tables()?;
     tracing::info!("nftproxy's tables are removed");

@@ -1,7 +1,9 @@
 //! `nftproxy run --manifests DIR` against the real kernel in a throwaway namespace: after
 //! every edit of the directory the kernel's tables equal what `compile` makes of the same
 //! objects; restarts adopt the table without changes; drift and refused transactions are
-//! repaired by full syncs; `cleanup` removes nftproxy's tables and nothing else.
+//! repaired by full syncs, and so are tables flushed or deleted by hand; an instance killed
+//! anywhere in a sync leaves the old or the new ruleset, never a mix, and the next repairs
+//! it; a second instance refuses to run; `cleanup` removes nftproxy's tables and nothing else.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -90,6 +92,17 @@ fn compiled(dir: &Path, config_text: &str) -> Ruleset {
     }
     let kube_proxy = KubeProxyConfiguration::from_yaml(config_text).unwrap();
     compile(&snapshot, &kube_proxy.compile_config("node-1").unwrap()).ruleset
+}
+
+/// `nftproxy cleanup` in `ns`.
+fn run_cleanup(ns: &NetNs) -> std::process::Output {
+    let helper = nft_helper();
+    ns.exec(&[
+        env!("CARGO_BIN_EXE_nftproxy"),
+        "cleanup",
+        "--nft-helper",
+        helper.to_str().unwrap(),
+    ])
 }
 
 /// Writes `name` in `dir` so the poller sees a change even within one timestamp tick.
@@ -331,22 +344,190 @@ fn cleanup_removes_nftproxys_tables_and_nothing_else() {
     wait_kernel_equal(&s.ns, &s.expected(), &proxy, "initial");
     assert!(proxy.stop());
     s.ns.exec_ok(&["nft", "add", "table", "inet", "someone-else"]);
-    let helper = nft_helper();
-    let cleanup = s.ns.exec_ok(&[
-        env!("CARGO_BIN_EXE_nftproxy"),
-        "cleanup",
-        "--nft-helper",
-        helper.to_str().unwrap(),
-    ]);
-    assert_eq!(cleanup, "");
+    let cleanup = run_cleanup(&s.ns);
+    assert!(cleanup.status.success(), "{cleanup:?}");
+    assert!(cleanup.stdout.is_empty(), "{cleanup:?}");
     assert!(kernel_tables(&s.ns).tables.is_empty());
     let listing = s.ns.exec_ok(&["nft", "list", "tables"]);
     assert_eq!(listing.trim(), "table inet someone-else");
     // Idempotent: nothing to remove is not an error.
-    s.ns.exec_ok(&[
-        env!("CARGO_BIN_EXE_nftproxy"),
-        "cleanup",
-        "--nft-helper",
-        helper.to_str().unwrap(),
-    ]);
+    let again = run_cleanup(&s.ns);
+    assert!(again.status.success(), "{again:?}");
+}
+
+#[test]
+fn a_second_instance_refuses_to_run_and_the_first_keeps_working() {
+    if !kernel_tests_enabled("a_second_instance_refuses_to_run_and_the_first_keeps_working") {
+        return;
+    }
+    let s = setup("twice", "0s", "1h");
+    let first = s.start();
+    wait_kernel_equal(&s.ns, &s.expected(), &first, "first instance");
+    let before = kernel_tables(&s.ns);
+    let mut second = s.start();
+    let status = second
+        .wait_exit(Duration::from_secs(10))
+        .expect("the second instance exits by itself");
+    assert_eq!(status.code(), Some(2), "{}", second.log_text());
+    let said = second.log_text();
+    assert!(
+        said.contains("already running in this network namespace")
+            && said.contains(&format!("(pid {})", first.pid())),
+        "the refusal names the running instance: {said}"
+    );
+    assert_eq!(second.syncs().len(), 0, "{said}");
+    // `cleanup` refuses too: the running instance would put the tables back.
+    let cleanup = run_cleanup(&s.ns);
+    let stderr = String::from_utf8_lossy(&cleanup.stderr);
+    assert_eq!(cleanup.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("already running"), "{stderr}");
+    assert_eq!(kernel_tables(&s.ns), before, "neither touched the kernel");
+    // The first instance goes on as if nothing happened.
+    write(s.dir.path(), "api.yaml", API);
+    wait_kernel_equal(
+        &s.ns,
+        &s.expected(),
+        &first,
+        "first instance after the refusal",
+    );
+    // The kernel frees the lock of a killed instance: the next one runs and adopts.
+    first.kill();
+    let third = s.start();
+    let syncs = third.wait_syncs(1, Duration::from_secs(10));
+    assert!(
+        syncs[0].ok && syncs[0].operations == 0,
+        "{syncs:?}\n{}",
+        third.log_text()
+    );
+}
+
+#[test]
+fn tables_flushed_or_deleted_by_hand_are_restored_by_the_next_full_sync() {
+    if !kernel_tests_enabled("tables_flushed_or_deleted_by_hand_are_restored_by_the_next_full_sync")
+    {
+        return;
+    }
+    let s = setup("flushed", "0s", "1s");
+    write(s.dir.path(), "api.yaml", API);
+    let proxy = s.start();
+    let expected = s.expected();
+    wait_kernel_equal(&s.ns, &expected, &proxy, "initial");
+
+    s.ns.exec_ok(&["nft", "flush", "table", "ip", "nftproxy"]);
+    assert_ne!(
+        kernel_tables(&s.ns),
+        expected,
+        "the main table lost its rules"
+    );
+    wait_kernel_equal(
+        &s.ns,
+        &expected,
+        &proxy,
+        "after `nft flush table ip nftproxy`",
+    );
+
+    // Every IPv4 table: the main one and whichever shards hold web and api.
+    let mut deleted = 0;
+    for table in nftproxy_compiler::table_names() {
+        deleted += usize::from(
+            s.ns.exec(&["nft", "delete", "table", "ip", &table])
+                .status
+                .success(),
+        );
+    }
+    assert!(
+        deleted >= 2,
+        "the main table and at least one shard: {deleted}"
+    );
+    assert_ne!(kernel_tables(&s.ns), expected, "the IPv4 tables are gone");
+    wait_kernel_equal(&s.ns, &expected, &proxy, "after `nft delete table` of each");
+    let failed: Vec<_> = proxy.syncs().into_iter().filter(|e| !e.ok).collect();
+    assert!(failed.is_empty(), "repairs need no failed sync: {failed:?}");
+}
+
+/// The helper of `proxy` (from its start-up log line).
+fn helper_pid(proxy: &Proxy) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(pid) = proxy
+            .field_of("nftables helper started", "pid")
+            .and_then(|p| p.as_u64())
+        {
+            return u32::try_from(pid).unwrap();
+        }
+        assert!(Instant::now() < deadline, "{}", proxy.log_text());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until `pid` has exited (gone, or a zombie nobody reaped yet).
+fn wait_gone(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        let state = stat.rsplit(") ").next().unwrap_or_default();
+        if state.starts_with('Z') {
+            return;
+        }
+        assert!(Instant::now() < deadline, "process {pid} did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn an_instance_killed_anywhere_in_a_full_sync_leaves_all_or_nothing_and_the_next_repairs() {
+    if !kernel_tests_enabled(
+        "an_instance_killed_anywhere_in_a_full_sync_leaves_all_or_nothing_and_the_next_repairs",
+    ) {
+        return;
+    }
+    let s = setup("midsync", "0s", "1h");
+    write(
+        s.dir.path(),
+        "generated.yaml",
+        &common::generated::manifest(3000, 4),
+    );
+    let expected = s.expected();
+    // How long the first sync into an empty kernel takes here, from start to "synced".
+    let started = Instant::now();
+    let probe = s.start();
+    let syncs = probe.wait_syncs(1, Duration::from_secs(120));
+    let first_sync = started.elapsed();
+    assert!(syncs[0].ok, "{syncs:?}");
+    assert!(probe.stop());
+    assert!(run_cleanup(&s.ns).status.success());
+
+    let (mut nothing, mut everything) = (0, 0);
+    for percent in [20u32, 50, 80, 95, 110] {
+        let proxy = s.start();
+        let helper = helper_pid(&proxy);
+        std::thread::sleep(first_sync * percent / 100);
+        let logged_synced = proxy.syncs().iter().any(|e| e.ok);
+        proxy.kill();
+        // An orphaned helper finishes the request it was in, then sees end of input.
+        wait_gone(helper);
+        let kernel = kernel_tables(&s.ns);
+        if kernel.tables.is_empty() {
+            assert!(
+                !logged_synced,
+                "a logged sync is in the kernel ({percent}%)"
+            );
+            nothing += 1;
+        } else {
+            assert!(
+                kernel == expected,
+                "killed at {percent}% of a sync: the kernel holds part of the ruleset"
+            );
+            everything += 1;
+        }
+        let next = s.start();
+        wait_kernel_equal(&s.ns, &expected, &next, "the instance after the kill");
+        let repair = next.wait_syncs(1, Duration::from_secs(60));
+        assert!(repair[0].ok && repair[0].kind == "full", "{repair:?}");
+        assert!(next.stop());
+        assert!(run_cleanup(&s.ns).status.success());
+    }
+    println!(
+        "first sync {first_sync:?}; killed before its commit {nothing} times, after {everything}"
+    );
+    assert!(nothing > 0, "at least one kill landed before the commit");
 }

@@ -130,3 +130,19 @@ pub fn cluster(services: usize, endpoints: usize) -> ClusterSnapshot {
         ..ClusterSnapshot::default()
     }
 }
+
+/// The services and slices of [`cluster`] as one multi-document manifest file (without
+/// the Node, which tests that run `nftproxy run` write for their own node name).
+pub fn manifest(services: usize, endpoints: usize) -> String {
+    let mut text = String::new();
+    for i in 0..services {
+        for document in [
+            serde_yaml::to_string(&service(i)),
+            serde_yaml::to_string(&slice(i, endpoints, 0)),
+        ] {
+            text.push_str(&document.expect("generated objects serialize"));
+            text.push_str("---\n");
+        }
+    }
+    text
+}

@@ -146,6 +146,28 @@ impl Proxy {
             .map(|l| l["fields"][field].clone())
     }
 
+    /// The process id of `nftproxy` (`ip netns exec` execs it, keeping its own).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; its exit status, or `None`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                // The log reader sees the pipe close right after; let it finish.
+                let (lock, cv) = &*self.log;
+                let log = lock.lock().unwrap();
+                let _ = cv.wait_timeout_while(log, Duration::from_secs(2), |l| !l.closed);
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Sends SIGTERM and waits for the process; returns whether it exited with status 0.
     pub fn stop(mut self) -> bool {
         self.terminate()
