@@ -5,13 +5,19 @@
 //! it. So here: it must compile the example cluster with the real `nftproxy compile`; it may
 //! name only fields nftproxy reads (a typo would otherwise be ignored silently, as kube-proxy's
 //! decoder ignores unknown fields); and the DaemonSet must hand it to `nftproxy run` with flags
-//! the binary accepts, probing the port it names.
+//! the binary accepts, probing the port it names. And least privilege: the ClusterRole only
+//! reads the service graph and creates Events (`run_apiserver_events.rs` checks it against
+//! what a run really asks for); the container is not privileged and has NET_ADMIN only.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_yaml::Value;
+
+mod common;
+
+use common::rbac;
 
 /// The configuration's key in the ConfigMap.
 const CONFIG_KEY: &str = "config.yaml";
@@ -201,5 +207,121 @@ fn the_daemonsets_probes_use_the_configured_healthz_port() {
         let get = &container[probe]["httpGet"];
         assert_eq!(get["port"].as_u64(), Some(port), "{probe} port");
         assert_eq!(get["path"].as_str(), Some(path), "{probe} path");
+    }
+}
+
+#[test]
+fn the_cluster_role_only_reads_the_service_graph_and_creates_events() {
+    const READS: [&str; 3] = ["get", "list", "watch"];
+    const RESOURCES: [&str; 5] = [
+        "services",
+        "endpointslices",
+        "servicecidrs",
+        "nodes",
+        "events",
+    ];
+    let rules = rbac::cluster_role_rules();
+    assert!(!rules.is_empty());
+    for rule in &rules {
+        let everything = [&rule.groups, &rule.resources, &rule.verbs];
+        assert!(
+            everything
+                .iter()
+                .all(|list| !list.iter().any(|x| x.contains('*'))),
+            "no wildcards: {rule:?}"
+        );
+        for resource in &rule.resources {
+            assert!(
+                RESOURCES.contains(&resource.as_str()),
+                "{resource}: {rule:?}"
+            );
+            for verb in &rule.verbs {
+                let event_creation =
+                    resource == "events" && verb == "create" && rule.groups == ["events.k8s.io"];
+                assert!(
+                    READS.contains(&verb.as_str()) || event_creation,
+                    "{verb} on {resource} is more than reading: {rule:?}"
+                );
+            }
+        }
+    }
+    // Reads nothing secret, writes no object of the service graph.
+    for (verb, group, resource) in [
+        ("get", "", "secrets"),
+        ("list", "", "pods"),
+        ("update", "", "services"),
+        ("patch", "", "nodes"),
+        ("create", "", "events"),
+        ("update", "events.k8s.io", "events"),
+    ] {
+        assert!(
+            !rbac::allowed(&rules, verb, group, resource),
+            "{verb} {group}/{resource}"
+        );
+    }
+    // Bound to nftproxy's own service account only, which is the one the DaemonSet uses.
+    let binding = rbac::documents()
+        .into_iter()
+        .find(|d| d["kind"] == "ClusterRoleBinding")
+        .expect("a ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
+    assert_eq!(binding["roleRef"]["name"], "nftproxy");
+    let subjects = binding["subjects"].as_sequence().unwrap();
+    assert_eq!(subjects.len(), 1, "{subjects:?}");
+    assert_eq!(subjects[0]["kind"], "ServiceAccount");
+    assert_eq!(
+        subjects[0]["namespace"],
+        daemonset()["metadata"]["namespace"]
+    );
+    assert_eq!(
+        subjects[0]["name"],
+        daemonset()["spec"]["template"]["spec"]["serviceAccountName"]
+    );
+}
+
+#[test]
+fn the_daemonset_is_not_privileged_and_adds_only_net_admin() {
+    let ds = daemonset();
+    let pod = &ds["spec"]["template"]["spec"];
+    for field in ["hostPID", "hostIPC"] {
+        assert!(pod[field].is_null() || pod[field] == false, "{field}");
+    }
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| pod[k].as_sequence())
+        .flatten()
+        .collect();
+    assert!(!containers.is_empty());
+    for container in containers {
+        let name = &container["name"];
+        let sc = &container["securityContext"];
+        assert_eq!(sc["privileged"], false, "{name:?}");
+        assert_eq!(sc["allowPrivilegeEscalation"], false, "{name:?}");
+        assert_eq!(sc["readOnlyRootFilesystem"], true, "{name:?}");
+        let list = |k: &str| -> Vec<&str> {
+            sc["capabilities"][k]
+                .as_sequence()
+                .map(|s| s.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(list("drop"), ["ALL"], "{name:?}");
+        assert_eq!(list("add"), ["NET_ADMIN"], "{name:?}");
+        // Every host path is mounted read-only.
+        let host_paths: Vec<&Value> = pod["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter(|v| !v["hostPath"].is_null())
+            .collect();
+        for volume in host_paths {
+            let mount = container["volumeMounts"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|m| m["name"] == volume["name"]);
+            if let Some(mount) = mount {
+                assert_eq!(mount["readOnly"], true, "{name:?}: {mount:?}");
+            }
+        }
     }
 }

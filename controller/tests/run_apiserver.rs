@@ -1,7 +1,8 @@
 //! `nftproxy run` against the fake API server, with the real kube-rs watchers and the real
 //! kernel in a throwaway namespace: after each API event (and after watch disconnects and
 //! compactions) the kernel's tables equal what `compile` makes of the server's objects.
-//! A property test replays random event sequences and checks this after every step.
+//! A property test replays random event sequences and checks this after every step. An
+//! API server gone for a minute changes nothing in the kernel, and a clean resync follows.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::netns::{NetNs, kernel_tests_enabled};
-use common::proxy::{Proxy, kernel_tables, wait_kernel_equal};
+use common::proxy::{Proxy, kernel_tables, wait_kernel_equal, wait_kernel_equal_within};
 use fake_apiserver::{Kind, OnThread};
 use nftproxy_compiler::kube_proxy_config::KubeProxyConfiguration;
 use nftproxy_compiler::{ClusterSnapshot, compile};
@@ -197,6 +198,89 @@ fn kernel_follows_api_events_disconnects_and_compactions() {
     );
     drop(proxy);
     drop(cluster);
+}
+
+/// How long the API server stays away (`NFTPROXY_OUTAGE_SECONDS`, default 60).
+fn outage() -> Duration {
+    let seconds = std::env::var("NFTPROXY_OUTAGE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    Duration::from_secs(seconds)
+}
+
+#[test]
+fn an_api_server_gone_for_a_minute_changes_nothing_and_a_clean_resync_follows() {
+    if !kernel_tests_enabled(
+        "an_api_server_gone_for_a_minute_changes_nothing_and_a_clean_resync_follows",
+    ) {
+        return;
+    }
+    let ns = NetNs::new("api-gone");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(&ns);
+    cluster.apply(service("web", "198.19.0.10", None));
+    cluster.apply(slice("web", &[(10, true), (11, true)]));
+    cluster.apply(service("api", "198.19.0.20", Some(30080)));
+    cluster.apply(slice("api", &[(20, true)]));
+    let proxy = start_proxy(&ns, &cluster, &dir);
+    let before = cluster.expected();
+    wait_kernel_equal(&ns, &before, &proxy, "initial list");
+    let lists = cluster.api.server.list_requests(Kind::Service);
+
+    // The server goes; while it is away the cluster changes and its history is compacted,
+    // so the watchers must re-list when it is back.
+    cluster.api.server.set_gone(true);
+    let gone = Instant::now();
+    cluster.delete(Kind::Service, "default", "web");
+    cluster.apply(slice("api", &[(20, true), (21, true)]));
+    cluster.api.server.compact();
+    let mut checks = 0;
+    while gone.elapsed() < outage() {
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(
+            kernel_tables(&ns),
+            before,
+            "{:?} into the outage the kernel changed\n{}",
+            gone.elapsed(),
+            proxy.log_text()
+        );
+        checks += 1;
+    }
+    let failures = proxy
+        .messages()
+        .iter()
+        .filter(|m| m.contains("watch failed"))
+        .count();
+    assert!(
+        failures > 0,
+        "the watchers saw the outage: {}",
+        proxy.log_text()
+    );
+
+    cluster.api.server.set_gone(false);
+    let back = Instant::now();
+    // After a minute of failures kube's backoff (like client-go's) waits 30 s between
+    // attempts, plus up to as much again of jitter.
+    wait_kernel_equal_within(
+        &ns,
+        &cluster.expected(),
+        &proxy,
+        "after the API server came back",
+        Duration::from_secs(90),
+    );
+    println!(
+        "outage {:?}: kernel unchanged at {checks} checks, {failures} failed watch attempts; \
+         resynced {:?} after the server came back",
+        outage(),
+        back.elapsed()
+    );
+    assert!(
+        cluster.api.server.list_requests(Kind::Service) > lists,
+        "the history was compacted, so the watchers re-listed"
+    );
+    let syncs = proxy.syncs();
+    assert!(syncs.iter().all(|s| s.ok), "{syncs:?}");
 }
 
 #[test]

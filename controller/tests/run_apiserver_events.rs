@@ -1,5 +1,6 @@
 //! `nftproxy run` against the fake API server posts one Event per new diagnostic of a
-//! Service or EndpointSlice, and does not post it again while it persists.
+//! Service or EndpointSlice, and does not post it again while it persists. Everything it
+//! asks of the API server on the way is what `deploy/10-rbac.yaml` grants, no more.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -253,7 +254,45 @@ fn each_new_diagnostic_of_a_service_is_posted_once_as_an_event() {
         Some(0.0)
     );
     drop(proxy);
+    assert_the_shipped_role_allows_exactly_what_was_asked(&cluster.api.server);
     drop(cluster);
+}
+
+/// Every request `nftproxy run` made is allowed by `deploy/10-rbac.yaml`'s ClusterRole, and
+/// every verb that role grants was used: nothing more is granted than the run needed.
+fn assert_the_shipped_role_allows_exactly_what_was_asked(server: &FakeApiServer) {
+    let rules = common::rbac::cluster_role_rules();
+    let requests = server.requests();
+    for access in &requests {
+        assert!(
+            common::rbac::allowed(&rules, &access.verb, &access.group, &access.resource),
+            "nftproxy asked for something deploy/10-rbac.yaml does not grant: {access:?}"
+        );
+    }
+    for rule in &rules {
+        for (group, resource, verb) in grants_of(rule) {
+            assert!(
+                requests
+                    .iter()
+                    .any(|a| a.group == group && a.resource == resource && a.verb == verb),
+                "deploy/10-rbac.yaml grants {verb} on {group:?}/{resource}, which nftproxy \
+                 never used: {requests:?}"
+            );
+        }
+    }
+}
+
+/// Every (group, resource, verb) a rule grants.
+fn grants_of(rule: &common::rbac::Rule) -> Vec<(String, String, String)> {
+    let mut grants = Vec::new();
+    for group in &rule.groups {
+        for resource in &rule.resources {
+            for verb in &rule.verbs {
+                grants.push((group.clone(), resource.clone(), verb.clone()));
+            }
+        }
+    }
+    grants
 }
 
 /// The fake's Event endpoint answers as the API server does (no kernel needed).

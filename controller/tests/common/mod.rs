@@ -5,3 +5,4 @@ pub mod generated;
 pub mod http;
 pub mod netns;
 pub mod proxy;
+pub mod rbac;

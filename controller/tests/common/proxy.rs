@@ -257,7 +257,18 @@ pub fn kernel_tables(ns: &NetNs) -> Ruleset {
 /// Waits (up to 15 s) until the kernel in `ns` holds `expected`; panics with both rulesets
 /// and the proxy's log.
 pub fn wait_kernel_equal(ns: &NetNs, expected: &Ruleset, proxy: &Proxy, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    wait_kernel_equal_within(ns, expected, proxy, what, Duration::from_secs(15));
+}
+
+/// [`wait_kernel_equal`] with a time limit of `limit`.
+pub fn wait_kernel_equal_within(
+    ns: &NetNs,
+    expected: &Ruleset,
+    proxy: &Proxy,
+    what: &str,
+    limit: Duration,
+) {
+    let deadline = Instant::now() + limit;
     loop {
         let kernel = kernel_tables(ns);
         if &kernel == expected {

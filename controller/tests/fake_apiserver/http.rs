@@ -1,7 +1,6 @@
 //! The HTTP face of the fake API server: routing, LIST with pages, WATCH as a JSON-lines stream.
 
 use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,34 +21,83 @@ use tokio::time::Instant;
 
 use super::events;
 use super::selector::{FieldSelector, LabelSelector};
-use super::state::{Change, State, status};
+use super::state::{Access, Change, State, status};
 use super::{Inner, Kind};
 
 type Body = BoxBody<Bytes, io::Error>;
 type Chunk = Result<Frame<Bytes>, io::Error>;
 
-/// Accepts connections forever, one task per connection (HTTP/1.1, keep-alive).
+/// Accepts connections, one task per connection (HTTP/1.1, keep-alive), except while the
+/// server is gone: then the listener is closed, and opened again on the same address after.
 pub async fn serve(listener: TcpListener, inner: Arc<Inner>) {
+    let address = listener.local_addr().expect("a bound listener");
+    let mut wake = inner.wake.subscribe();
+    let mut listener = Some(listener);
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        if inner.lock().gone {
+            listener = None;
+            let _ = wake.changed().await;
+            continue;
+        }
+        let Some(open) = listener.take() else {
+            listener = Some(listen_again(address).await);
             continue;
         };
-        let inner = Arc::clone(&inner);
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let inner = Arc::clone(&inner);
-                async move { Ok::<_, Infallible>(handle(&inner, req).await) }
-            });
-            // A dropped watch ends its connection with an error; nothing to report.
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+        tokio::select! {
+            accepted = open.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    serve_connection(stream, Arc::clone(&inner));
+                }
+            }
+            _ = wake.changed() => {}
+        }
+        listener = Some(open);
+    }
+}
+
+/// Binds `address` again after the server was gone (retrying while the port is busy).
+async fn listen_again(address: std::net::SocketAddr) -> TcpListener {
+    loop {
+        match TcpListener::bind(address).await {
+            Ok(listener) => return listener,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn serve_connection(stream: tokio::net::TcpStream, inner: Arc<Inner>) {
+    tokio::spawn(async move {
+        let service = service_fn(move |req| {
+            let inner = Arc::clone(&inner);
+            async move {
+                // A request on a connection kept alive from before the server went: the
+                // connection is cut without an answer.
+                if inner.lock().gone {
+                    return Err(io::Error::from(io::ErrorKind::ConnectionReset));
+                }
+                Ok(handle(&inner, req).await)
+            }
         });
+        // A dropped watch ends its connection with an error; nothing to report.
+        let _ = http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    });
+}
+
+/// Notes what the request asks for, as an authorizer would see it.
+fn record_access(inner: &Inner, req: &Request<Incoming>) {
+    let watch = req.uri().query().is_some_and(|q| {
+        form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "watch" && (v == "true" || v == "1"))
+    });
+    if let Some(access) = Access::of(req.method().as_str(), req.uri().path(), watch) {
+        inner.lock().requests.insert(access);
     }
 }
 
 /// Event creation needs the request body; everything else is routed on the head alone.
 async fn handle(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Body> {
+    record_access(inner, &req);
     let Some(namespace) = events::namespace_of(req.uri().path()).map(str::to_owned) else {
         return route(inner, &req);
     };
@@ -329,7 +377,11 @@ async fn run_watch(inner: Arc<Inner>, spec: WatchSpec, tx: mpsc::Sender<Chunk>) 
 
 fn next_step(state: &mut State, spec: &WatchSpec, cursor: &mut Cursor) -> Step {
     let kind = spec.kind;
-    if state.drops != cursor.drops || state.unavailable || state.unavailable_kinds.contains(&kind) {
+    if state.drops != cursor.drops
+        || state.gone
+        || state.unavailable
+        || state.unavailable_kinds.contains(&kind)
+    {
         return Step::Abort;
     }
     if state.stalled {

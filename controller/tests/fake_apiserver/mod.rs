@@ -39,7 +39,7 @@ mod on_thread;
 mod selector;
 mod state;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -55,6 +55,7 @@ use tokio::task::JoinHandle;
 )]
 pub use on_thread::OnThread;
 pub use selector::{FieldSelector, LabelSelector};
+pub use state::Access;
 use state::State;
 
 /// The kinds the fake serves.
@@ -220,6 +221,14 @@ impl FakeApiServer {
         self.inner.change(|s| s.unavailable = on);
     }
 
+    /// While on, the server is gone as if its process had exited: its port refuses
+    /// connections and every open connection is cut (watches end without a final chunk,
+    /// requests on kept-alive connections get no answer). Off: it listens again on the
+    /// same port, with its state (and event history) intact.
+    pub fn set_gone(&self, on: bool) {
+        self.inner.change(|s| s.gone = on);
+    }
+
     /// Like [`FakeApiServer::set_unavailable`], for one kind.
     pub fn set_kind_unavailable(&self, kind: Kind, on: bool) {
         self.inner.change(|s| {
@@ -250,6 +259,11 @@ impl FakeApiServer {
     /// POST requests for Events received, accepted or not.
     pub fn event_posts(&self) -> u64 {
         self.inner.lock().event_posts
+    }
+
+    /// The authorization attributes of every request received so far.
+    pub fn requests(&self) -> BTreeSet<Access> {
+        self.inner.lock().requests.clone()
     }
 
     /// The last resourceVersion handed out.

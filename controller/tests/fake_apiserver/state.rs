@@ -55,6 +55,8 @@ pub struct State {
     pub compacted: u64,
     pub stalled: bool,
     pub unavailable: bool,
+    /// The server process is gone: nothing listens, every connection is cut.
+    pub gone: bool,
     pub unavailable_kinds: BTreeSet<Kind>,
     pub not_served: BTreeSet<Kind>,
     /// Incremented by every drop of all connections; a watch started before it ends.
@@ -68,6 +70,55 @@ pub struct State {
     pub events: Vec<Value>,
     /// POST requests for Events received (refused ones too).
     pub event_posts: u64,
+    /// What every request asked for, as the API server's authorizer sees it.
+    pub requests: BTreeSet<Access>,
+}
+
+/// A request's authorization attributes: verb, API group (`""` for core) and resource.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Access {
+    pub verb: String,
+    pub group: String,
+    pub resource: String,
+}
+
+impl Access {
+    /// The attributes of `method` on `path` (`/api/v1/...` or `/apis/GROUP/VERSION/...`,
+    /// optionally `namespaces/NS/` before the resource), `watch` from the query; the verb
+    /// as RBAC names it. `None` for paths that name no resource (discovery).
+    pub fn of(method: &str, path: &str, watch: bool) -> Option<Access> {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (group, rest) = match parts.as_slice() {
+            ["api", _version, rest @ ..] => ("", rest),
+            ["apis", group, _version, rest @ ..] => (*group, rest),
+            _ => return None,
+        };
+        let rest = match rest {
+            ["namespaces", _namespace, rest @ ..] if !rest.is_empty() => rest,
+            rest => rest,
+        };
+        let (resource, named) = match rest {
+            [resource] => (*resource, false),
+            [resource, _name, ..] => (*resource, true),
+            _ => return None,
+        };
+        let verb = match (method, named, watch) {
+            ("GET", _, true) => "watch",
+            ("GET", true, false) => "get",
+            ("GET", false, false) => "list",
+            ("POST", _, _) => "create",
+            ("PUT", _, _) => "update",
+            ("PATCH", _, _) => "patch",
+            ("DELETE", true, _) => "delete",
+            ("DELETE", false, _) => "deletecollection",
+            (other, _, _) => other,
+        };
+        Some(Access {
+            verb: verb.to_lowercase(),
+            group: group.to_owned(),
+            resource: resource.to_owned(),
+        })
+    }
 }
 
 impl State {
@@ -189,4 +240,55 @@ pub fn status(code: u16, reason: &str, message: &str) -> Value {
         "reason": reason,
         "code": code,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Access;
+
+    fn verb_group_resource(method: &str, path: &str, watch: bool) -> (String, String, String) {
+        let a = Access::of(method, path, watch).expect("a resource path");
+        (a.verb, a.group, a.resource)
+    }
+
+    #[test]
+    fn access_attributes_are_read_off_the_request_as_an_authorizer_does() {
+        let cases = [
+            ("GET", "/api/v1/services", false, ("list", "", "services")),
+            ("GET", "/api/v1/nodes", true, ("watch", "", "nodes")),
+            ("GET", "/api/v1/nodes/node-1", false, ("get", "", "nodes")),
+            (
+                "GET",
+                "/apis/discovery.k8s.io/v1/namespaces/a/endpointslices",
+                false,
+                ("list", "discovery.k8s.io", "endpointslices"),
+            ),
+            (
+                "POST",
+                "/apis/events.k8s.io/v1/namespaces/a/events",
+                false,
+                ("create", "events.k8s.io", "events"),
+            ),
+            (
+                "PATCH",
+                "/api/v1/namespaces/a/services/web",
+                false,
+                ("patch", "", "services"),
+            ),
+            (
+                "DELETE",
+                "/api/v1/namespaces/a/pods",
+                false,
+                ("deletecollection", "", "pods"),
+            ),
+        ];
+        for (method, path, watch, (verb, group, resource)) in cases {
+            assert_eq!(
+                verb_group_resource(method, path, watch),
+                (verb.to_owned(), group.to_owned(), resource.to_owned()),
+                "{method} {path}"
+            );
+        }
+        assert_eq!(Access::of("GET", "/apis", false), None);
+    }
 }
