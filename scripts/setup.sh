@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing nftproxy needs on Debian (idempotent; needs root or sudo).
 set -euo pipefail
-packages=(nftables libnftables-dev iproute2 conntrack pkg-config)
+packages=(nftables libnftables-dev iproute2 conntrack pkg-config valgrind)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
