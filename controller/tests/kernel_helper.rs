@@ -26,10 +26,11 @@ mod fixtures;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::generated::nft_helper;
 use common::netns::{NetNs, kernel_tests_enabled};
+use common::process::{proc_state, wait_for_exit};
 use kernel::{Kernel, KernelError, tables};
 use nftproxy_compiler::compile;
 use nftproxy_rules::{Chain, Element, Op, Rule, Ruleset, Stmt, Transaction, Value, Verdict, diff};
@@ -244,36 +245,13 @@ fn cleanup_deletes_only_nftproxys_tables_and_is_quiet_when_they_are_gone() {
     assert_eq!(nft_listing(&ns), only_foreign);
 }
 
-/// The state letter of process `pid` (`R`, `S`, `Z` for a zombie...), `None` once reaped.
-fn proc_state(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = stat.rsplit(')').next()?;
-    after_name.split_whitespace().next().map(str::to_owned)
-}
-
-/// Waits until `pid` has exited (a zombie, or reaped): the kill has landed.
-fn wait_for_exit(pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let state = proc_state(pid);
-        if matches!(state.as_deref(), None | Some("Z" | "X")) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{pid} survived SIGKILL: {state:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn sigkill(pid: u32) {
     let status = std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    wait_for_exit(pid);
+    wait_for_exit(pid, Duration::from_secs(5));
 }
 
 #[test]

@@ -460,19 +460,6 @@ fn helper_pid(proxy: &Proxy) -> u32 {
     }
 }
 
-/// Waits until `pid` has exited (gone, or a zombie nobody reaped yet).
-fn wait_gone(pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        let state = stat.rsplit(") ").next().unwrap_or_default();
-        if state.starts_with('Z') {
-            return;
-        }
-        assert!(Instant::now() < deadline, "process {pid} did not exit");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn an_instance_killed_anywhere_in_a_full_sync_leaves_all_or_nothing_and_the_next_repairs() {
     if !kernel_tests_enabled(
@@ -504,7 +491,7 @@ fn an_instance_killed_anywhere_in_a_full_sync_leaves_all_or_nothing_and_the_next
         let logged_synced = proxy.syncs().iter().any(|e| e.ok);
         proxy.kill();
         // An orphaned helper finishes the request it was in, then sees end of input.
-        wait_gone(helper);
+        common::process::wait_for_exit(helper, Duration::from_secs(60));
         let kernel = kernel_tables(&s.ns);
         if kernel.tables.is_empty() {
             assert!(

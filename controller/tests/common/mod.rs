@@ -4,5 +4,6 @@
 pub mod generated;
 pub mod http;
 pub mod netns;
+pub mod process;
 pub mod proxy;
 pub mod rbac;
