@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::netns::{NetNs, kernel_tests_enabled};
 use common::proxy::{Proxy, delete_element_by_hand, kernel_tables, nft_helper, wait_kernel_equal};
-use nftproxy_compiler::kube_proxy_config::KubeProxyConfiguration;
-use nftproxy_compiler::{ClusterSnapshot, compile, manifest};
 use nftproxy_rules::Ruleset;
 
 const NODE: &str = r#"
@@ -77,21 +75,7 @@ fn config(min_sync: &str, sync: &str) -> String {
 
 /// What `compile` makes of the manifest files in `dir` (with `config_text`).
 fn compiled(dir: &Path, config_text: &str) -> Ruleset {
-    let mut snapshot = ClusterSnapshot::default();
-    let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    paths.sort();
-    for path in paths {
-        let text = std::fs::read_to_string(&path).unwrap();
-        for decoded in manifest::decode(&text).expect("valid test manifests") {
-            assert!(snapshot.push(decoded.object).is_none());
-        }
-    }
-    let kube_proxy = KubeProxyConfiguration::from_yaml(config_text).unwrap();
-    compile(&snapshot, &kube_proxy.compile_config("node-1").unwrap()).ruleset
+    common::proxy::compiled_manifests(dir, config_text, "node-1")
 }
 
 /// `nftproxy cleanup` in `ns`.

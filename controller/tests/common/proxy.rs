@@ -248,6 +248,28 @@ fn render(lines: &[Json]) -> String {
         .join("\n")
 }
 
+/// What `compile` makes of the `*.yaml` files in `dir` for `hostname`, with the
+/// KubeProxyConfiguration `config_text`: what `nftproxy run --manifests DIR` must program.
+pub fn compiled_manifests(dir: &Path, config_text: &str, hostname: &str) -> Ruleset {
+    use nftproxy_compiler::kube_proxy_config::KubeProxyConfiguration;
+    use nftproxy_compiler::{ClusterSnapshot, compile, manifest};
+    let mut snapshot = ClusterSnapshot::default();
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for decoded in manifest::decode(&text).expect("valid test manifests") {
+            assert!(snapshot.push(decoded.object).is_none());
+        }
+    }
+    let kube_proxy = KubeProxyConfiguration::from_yaml(config_text).unwrap();
+    compile(&snapshot, &kube_proxy.compile_config(hostname).unwrap()).ruleset
+}
+
 /// nftproxy's tables as the kernel in `ns` lists them.
 pub fn kernel_tables(ns: &NetNs) -> Ruleset {
     let tables = nftproxy_compiler::table_ids();
