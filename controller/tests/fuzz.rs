@@ -202,12 +202,12 @@ fn snapshot_of(decoded: Vec<manifest::Decoded>) -> (ClusterSnapshot, CompileConf
     let mut snapshot = ClusterSnapshot::default();
     let mut config = None;
     for d in decoded {
-        if let Some(other) = snapshot.push(d.object) {
-            if other.kind == "KubeProxyConfiguration" {
-                config = serde_json::from_value::<KubeProxyConfiguration>(other.value)
-                    .ok()
-                    .and_then(|c| c.compile_config(fixtures::HOSTNAME).ok());
-            }
+        if let Some(other) = snapshot.push(d.object)
+            && other.kind == "KubeProxyConfiguration"
+        {
+            config = serde_json::from_value::<KubeProxyConfiguration>(other.value)
+                .ok()
+                .and_then(|c| c.compile_config(fixtures::HOSTNAME).ok());
         }
     }
     let config = config.unwrap_or_else(|| CompileConfig {

@@ -247,7 +247,11 @@ fn churn_never_fails_a_connection_to_stable_services_and_the_kernel_follows() {
     // Every churning service starts present, so the cluster starts at the size the churn
     // keeps it around (three in four present) instead of growing through the warm-up.
     for n in 0..CHURN_SERVICES {
-        write(dir.path(), &format!("churn-{n}.yaml"), &churn_service(&mut rng, n));
+        write(
+            dir.path(),
+            &format!("churn-{n}.yaml"),
+            &churn_service(&mut rng, n),
+        );
     }
     let expected = || compiled_manifests(dir.path(), &config_text, "node-1");
 
