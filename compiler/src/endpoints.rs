@@ -146,6 +146,8 @@ pub enum AddressError {
     Missing,
     #[error("is not an IP address")]
     Parse,
+    #[error("is an IPv4-mapped IPv6 address, which the API server refuses (write {ipv4})")]
+    Mapped { ipv4: std::net::Ipv4Addr },
     #[error("is not an {expected} address")]
     Family { expected: IpFamily },
     #[error("is unspecified")]
@@ -199,6 +201,9 @@ pub enum SliceError {
 /// Checks an endpoint address the way the API server does.
 pub fn check_address(text: &str, expected: Option<IpFamily>) -> Result<IpAddr, AddressError> {
     let addr: IpAddr = text.parse().map_err(|_| AddressError::Parse)?;
+    if let Some(ipv4) = crate::family::ipv4_mapped(&addr) {
+        return Err(AddressError::Mapped { ipv4 });
+    }
     if let Some(expected) = expected.filter(|f| *f != IpFamily::of(&addr)) {
         return Err(AddressError::Family { expected });
     }

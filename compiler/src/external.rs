@@ -129,6 +129,9 @@ pub fn external(service: &Service) -> Result<ExternalDef, ExternalError> {
 
 fn usable_ip(text: &str) -> Option<IpAddr> {
     let ip: IpAddr = text.parse().ok()?;
-    let unusable = ip.is_unspecified() || ip.is_loopback() || ip.is_multicast();
+    let unusable = ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_multicast()
+        || crate::family::ipv4_mapped(&ip).is_some();
     (!unusable).then_some(ip)
 }

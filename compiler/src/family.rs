@@ -85,3 +85,13 @@ impl fmt::Display for IpFamily {
         })
     }
 }
+
+/// The IPv4 address an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) stands for. Such an
+/// address never appears on the wire and the API server refuses it in every field a
+/// proxy reads, so the compiler refuses it too, saying what to write instead.
+pub fn ipv4_mapped(ip: &std::net::IpAddr) -> Option<std::net::Ipv4Addr> {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+        std::net::IpAddr::V4(_) => None,
+    }
+}

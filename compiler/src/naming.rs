@@ -51,9 +51,26 @@ impl PortNames {
         .concat();
         PortNames {
             chain,
-            comment: [namespace, "/", name, ":", label].concat(),
+            comment: port_comment(namespace, name, label),
             counter,
         }
+    }
+}
+
+/// `ns/name:port`, within the kernel's 128 bytes: with the longest names (143 bytes) the
+/// service name is cut (`ns/nam...:port`) so that the port stays readable.
+fn port_comment(namespace: &str, name: &str, label: &str) -> String {
+    let full = [namespace, "/", name, ":", label].concat();
+    let fixed = namespace.len() + 1 + 3 + 1 + label.len();
+    match nftproxy_rules::MAX_COMMENT_LEN.checked_sub(fixed) {
+        Some(room) if full.len() > nftproxy_rules::MAX_COMMENT_LEN && room > 0 => {
+            let mut end = room.min(name.len());
+            while !name.is_char_boundary(end) {
+                end -= 1;
+            }
+            [namespace, "/", &name[..end], "...:", label].concat()
+        }
+        _ => nftproxy_rules::bounded_comment(full),
     }
 }
 
@@ -194,6 +211,28 @@ mod tests {
             format!("service-{}-default/web/tcp/http", &full[..8])
         );
         assert_eq!(names.comment, "default/web:http");
+    }
+
+    #[test]
+    fn the_comment_of_the_longest_names_fits_the_kernels_128_bytes() {
+        let label = "n".repeat(63);
+        let names = PortNames::new(
+            &id(&label, &label),
+            &port("p23456789012345", 80, Protocol::Tcp),
+        );
+        assert_eq!(names.comment.len(), 128, "{}", names.comment);
+        assert!(names.comment.starts_with(&format!("{label}/nnnnn")));
+        assert!(
+            names.comment.ends_with("...:p23456789012345"),
+            "{}",
+            names.comment
+        );
+        // The chain name, which tells ports apart, is not cut.
+        assert!(
+            names.chain.ends_with("/tcp/p23456789012345"),
+            "{}",
+            names.chain
+        );
     }
 
     #[test]

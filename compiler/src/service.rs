@@ -103,6 +103,13 @@ pub enum ServiceError {
     MissingClusterIp,
     #[error("spec.clusterIPs entry {0:?} is not an IP address")]
     ClusterIp(String),
+    #[error(
+        "spec.clusterIPs entry {text:?} is an IPv4-mapped IPv6 address, which the API server refuses; write {ipv4}"
+    )]
+    MappedClusterIp {
+        text: String,
+        ipv4: std::net::Ipv4Addr,
+    },
     #[error("spec.clusterIPs has more than one {0} address")]
     ClusterIpFamily(IpFamily),
     #[error("spec.internalTrafficPolicy {0:?} is not Cluster or Local")]
@@ -193,6 +200,12 @@ fn cluster_ips(spec: &ServiceSpec) -> Result<[Option<IpAddr>; 2], ServiceError> 
         let ip: IpAddr = text
             .parse()
             .map_err(|_| ServiceError::ClusterIp(text.clone()))?;
+        if let Some(ipv4) = crate::family::ipv4_mapped(&ip) {
+            return Err(ServiceError::MappedClusterIp {
+                text: text.clone(),
+                ipv4,
+            });
+        }
         if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() {
             return Err(ServiceError::ClusterIp(text.clone()));
         }

@@ -13,7 +13,8 @@
 //!   affinity and traffic policies, EndpointSlices with random endpoints and conditions,
 //!   Nodes, built as API objects, valid and invalid values mixed.
 //!
-//! Every compiled ruleset must pass `validate_ruleset` (no dangling references) and
+//! Every compiled ruleset must pass `validate_ruleset` (no dangling reference, no comment
+//! over the kernel's 128 bytes) and
 //! `nft -c` in a throwaway namespace. The seed is printed; `NFTPROXY_FUZZ_SEED=N` replays
 //! a run. A failure prints the input that caused it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -241,7 +242,7 @@ fn compile_and_check(
     tally.compiled += 1;
     tally.diagnostics += compiled.diagnostics.len() as u64;
     if let Err(e) = validate_ruleset(&compiled.ruleset) {
-        panic!("dangling reference ({e}) in the ruleset of:\n{}", input());
+        panic!("an invalid ruleset ({e}) from:\n{}", input());
     }
     let script = compiled.ruleset.to_string();
     if let Err(e) = ns.nft_check(&script, false) {
@@ -358,6 +359,7 @@ fn port_name(rng: &mut Rng, k: usize) -> Value {
             "",
             "HTTP",
             "a\"b",
+            "p23456789012345",
             "x;y",
             "p-",
             "a-very-long-port-name",
@@ -367,8 +369,18 @@ fn port_name(rng: &mut Rng, k: usize) -> Value {
     }
 }
 
-/// A random Service `svc-N` (namespace `fz`), as an API object.
-fn random_service(rng: &mut Rng, n: usize, v6: bool) -> Value {
+/// A random Service `n` in `namespace`, as an API object.
+/// The name of Service `n`: every third one as long as a Service name may be (63).
+fn service_name(n: usize) -> String {
+    let short = format!("svc-{n}");
+    if n % 3 == 2 {
+        format!("{short}-{}", "l".repeat(63 - short.len() - 1))
+    } else {
+        short
+    }
+}
+
+fn random_service(rng: &mut Rng, namespace: &str, n: usize, v6: bool) -> Value {
     let type_ = *rng.pick(&[
         "ClusterIP",
         "ClusterIP",
@@ -434,7 +446,7 @@ fn random_service(rng: &mut Rng, n: usize, v6: bool) -> Value {
     }
     let mut service = json!({
         "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": format!("svc-{n}"), "namespace": "fz"},
+        "metadata": {"name": service_name(n), "namespace": namespace},
         "spec": spec,
     });
     if type_ == "LoadBalancer" && rng.chance(60) {
@@ -448,8 +460,8 @@ fn random_service(rng: &mut Rng, n: usize, v6: bool) -> Value {
     service
 }
 
-/// A random EndpointSlice for `svc-N`.
-fn random_slice(rng: &mut Rng, n: usize, k: usize, v6: bool) -> Value {
+/// A random EndpointSlice of Service `n`.
+fn random_slice(rng: &mut Rng, namespace: &str, n: usize, k: usize, v6: bool) -> Value {
     let endpoints: Vec<Value> = (0..rng.below(6))
         .map(|_| {
             let mut endpoint = json!({"addresses": [address(rng, v6, "198.18", "18")]});
@@ -475,8 +487,8 @@ fn random_slice(rng: &mut Rng, n: usize, k: usize, v6: bool) -> Value {
         .collect();
     json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": format!("svc-{n}-{k}"), "namespace": "fz",
-                     "labels": {"kubernetes.io/service-name": format!("svc-{n}")}},
+        "metadata": {"name": format!("slice-{n}-{k}"), "namespace": namespace,
+                     "labels": {"kubernetes.io/service-name": service_name(n)}},
         "addressType": if rng.chance(5) { json!("FQDN") } else if v6 { json!("IPv6") } else { json!("IPv4") },
         "endpoints": endpoints,
         "ports": ports,
@@ -516,11 +528,17 @@ fn random_config(rng: &mut Rng) -> CompileConfig {
 fn fuzz_clusters(ns: &NetNs, rng: &mut Rng, until: Instant, tally: &mut Tally) {
     while Instant::now() < until {
         let mut objects = vec![node(rng)];
+        // Sometimes a namespace as long as one may be, so names reach their limits.
+        let namespace = if rng.chance(30) {
+            "n".repeat(63)
+        } else {
+            "fz".to_owned()
+        };
         for n in 0..=rng.below(8) {
             let v6 = rng.chance(30);
-            objects.push(random_service(rng, n, v6));
+            objects.push(random_service(rng, &namespace, n, v6));
             for k in 0..rng.below(3) {
-                objects.push(random_slice(rng, n, k, v6));
+                objects.push(random_slice(rng, &namespace, n, k, v6));
             }
         }
         tally.inputs += 1;

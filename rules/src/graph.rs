@@ -49,6 +49,14 @@ pub enum GraphError {
         map: String,
         counter: String,
     },
+    /// A comment longer than the kernel takes ([`crate::MAX_COMMENT_LEN`] bytes).
+    #[error("table {table}: the comment of {object} is {len} bytes long, over the kernel's {max}")]
+    CommentTooLong {
+        table: TableId,
+        object: String,
+        len: usize,
+        max: usize,
+    },
     /// Chains that jump into each other (directly or through verdict maps).
     #[error("table {table}: jump loop through chains {}", chains.join(", "))]
     Loop { table: TableId, chains: Vec<String> },
@@ -218,10 +226,38 @@ pub fn validate(table: &Table) -> Result<(), GraphError> {
             });
         }
     }
+    check_comments(table, &id)?;
     match ChainGraph::new(table).loops().into_iter().next() {
         Some(chains) => Err(GraphError::Loop { table: id, chains }),
         None => Ok(()),
     }
+}
+
+/// Every comment of the table (its own, its chains', rules', sets' and elements') fits.
+fn check_comments(table: &Table, id: &TableId) -> Result<(), GraphError> {
+    let too_long = |object: String, comment: &Option<String>| match comment {
+        Some(c) if c.len() > crate::MAX_COMMENT_LEN => Err(GraphError::CommentTooLong {
+            table: id.clone(),
+            object,
+            len: c.len(),
+            max: crate::MAX_COMMENT_LEN,
+        }),
+        _ => Ok(()),
+    };
+    too_long("the table".into(), &table.comment)?;
+    for (name, chain) in &table.chains {
+        too_long(format!("chain {name}"), &chain.comment)?;
+        for (i, rule) in chain.rules.iter().enumerate() {
+            too_long(format!("rule {i} of chain {name}"), &rule.comment)?;
+        }
+    }
+    for (name, set) in &table.sets {
+        too_long(format!("set {name}"), &set.comment)?;
+        for (key, element) in set.elements.iter() {
+            too_long(format!("element {key:?} of {name}"), &element.comment)?;
+        }
+    }
+    Ok(())
 }
 
 fn check_target(
@@ -269,6 +305,35 @@ mod tests {
 
     fn jump(to: &str) -> Rule {
         Rule::new(vec![Stmt::Verdict(Verdict::Jump(to.into()))])
+    }
+
+    #[test]
+    fn a_comment_over_128_bytes_is_refused_naming_its_object_and_a_bounded_one_passes() {
+        let long = "x".repeat(129);
+        let mut t = table_with(vec![Chain::regular("c")]);
+        let mut set = crate::model::Set::set("s", vec![DataType::Ipv4Addr]);
+        let key = crate::model::ElementKey(vec![crate::expr::Value::Ipv4([198, 19, 0, 1].into())]);
+        set.elements.insert(
+            key.clone(),
+            Element {
+                key,
+                value: None,
+                comment: Some(long.clone()),
+            },
+        );
+        t.insert_set(set);
+        let err = validate(&t).unwrap_err();
+        assert!(
+            matches!(&err, GraphError::CommentTooLong { object, len: 129, .. } if object.contains("of s")),
+            "{err}"
+        );
+        let bounded = crate::bounded_comment(long);
+        assert_eq!(bounded.len(), crate::MAX_COMMENT_LEN);
+        assert!(bounded.ends_with("..."));
+        assert_eq!(crate::bounded_comment("short".into()), "short");
+        // Cut on a character boundary.
+        let wide = crate::bounded_comment("é".repeat(100));
+        assert!(wide.len() <= crate::MAX_COMMENT_LEN && wide.ends_with("..."));
     }
 
     fn table_with(chains: Vec<Chain>) -> Table {

@@ -34,4 +34,5 @@ pub use model::{
 };
 pub use object::Counter;
 pub use parse_json::ParseError;
+pub use render_nft::{MAX_COMMENT_LEN, bounded_comment};
 pub use transaction::{Op, Transaction, creation_ops, table_creation_ops};

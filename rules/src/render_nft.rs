@@ -18,6 +18,19 @@ use crate::transaction::{Op, Transaction};
 /// Longest comment the kernel accepts (bytes), for tables, chains, sets, rules and elements.
 pub const MAX_COMMENT_LEN: usize = 128;
 
+/// `comment` cut to [`MAX_COMMENT_LEN`] bytes, ending in `...` when it was cut: what a
+/// model should hold, since the kernel refuses a whole transaction over one longer comment.
+pub fn bounded_comment(comment: String) -> String {
+    if comment.len() <= MAX_COMMENT_LEN {
+        return comment;
+    }
+    let mut end = MAX_COMMENT_LEN - 3;
+    while !comment.is_char_boundary(end) {
+        end -= 1;
+    }
+    [&comment[..end], "..."].concat()
+}
+
 /// Whether `c` may appear in a quoted nft string without changing the script's meaning.
 fn comment_char_is_safe(c: char) -> bool {
     (' '..='~').contains(&c) && c != '"' && c != '\\'
