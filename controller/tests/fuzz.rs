@@ -31,35 +31,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::netns::{NetNs, kernel_tests_enabled};
+use common::rng::{Rng, seed_from};
 use nftproxy_compiler::kube_proxy_config::KubeProxyConfiguration;
 use nftproxy_compiler::{ClusterSnapshot, CompileConfig, compile, manifest};
 use nftproxy_rules::validate_ruleset;
 use serde_json::{Value, json};
-
-/// SplitMix64: small, fast, and the same sequence for the same seed everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n.max(1) as u64).unwrap()
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 fn budget() -> Duration {
     let seconds = std::env::var("NFTPROXY_FUZZ_SECONDS")
@@ -67,18 +43,6 @@ fn budget() -> Duration {
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
     Duration::from_secs(seconds)
-}
-
-fn seed() -> u64 {
-    std::env::var("NFTPROXY_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        })
 }
 
 /// Values that mean something to a parser, nft, JSON or the compiler.
@@ -574,7 +538,7 @@ fn fuzzed_manifests_and_clusters_never_panic_and_always_compile_to_what_the_kern
     ) {
         return;
     }
-    let seed = seed();
+    let seed = seed_from("NFTPROXY_FUZZ_SEED");
     println!("fuzz seed {seed} (replay with NFTPROXY_FUZZ_SEED={seed})");
     let mut rng = Rng(seed);
     let ns = NetNs::new("fuzz");

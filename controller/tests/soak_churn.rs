@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use common::netns::kernel_tests_enabled;
 use common::proxy::{Proxy, compiled_manifests, wait_kernel_equal};
+use common::rng::{Rng, seed_from};
 use lab::{Lab, Member, Proto, at};
 
 /// Stable services: their endpoints (pods `a` on node-1 and `b` on node-2, both serving
@@ -98,27 +99,6 @@ const CLIENT_PAUSE: Duration = Duration::from_millis(10);
 
 /// How many churning services there are (each in its own file, present or not).
 const CHURN_SERVICES: usize = 40;
-
-/// SplitMix64, as in `fuzz.rs`: seeded, so a run can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n.max(1) as u64).unwrap()
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// A random version of churning service `n`: its ClusterIP is fixed, the rest varies.
 fn churn_service(rng: &mut Rng, n: usize) -> String {
@@ -220,10 +200,7 @@ fn churn_never_fails_a_connection_to_stable_services_and_the_kernel_follows() {
         return;
     }
     let duration = Duration::from_secs(seconds());
-    let seed = std::env::var("NFTPROXY_SOAK_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| u64::from(std::process::id()) << 20 ^ 0x5eed);
+    let seed = seed_from("NFTPROXY_SOAK_SEED");
     println!("soak seed {seed} (replay with NFTPROXY_SOAK_SEED={seed}), {duration:?}");
 
     let lab = Lab::builder()

@@ -7,3 +7,4 @@ pub mod netns;
 pub mod process;
 pub mod proxy;
 pub mod rbac;
+pub mod rng;
