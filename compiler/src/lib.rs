@@ -59,6 +59,7 @@ pub use diagnostic::{Diagnostic, ObjectRef, Severity};
 pub use health_check::HealthCheck;
 pub use incremental::IncrementalCompiler;
 pub use layout::{SHARDS, TABLE, is_table_name, shard_table, table_ids, table_names};
+pub use meta::object_ref;
 pub use snapshot::ClusterSnapshot;
 pub use udp::UdpPort;
 

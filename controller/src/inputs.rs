@@ -311,10 +311,10 @@ impl Collector {
                 return;
             }
         };
+        // The compiler's own reference (names escaped as its diagnostics print them), so
+        // that a diagnostic about an object with an odd name still finds its origin.
         let namespaced = !matches!(kind, "Node" | "ServiceCIDR");
-        let namespace = namespaced.then(|| meta.namespace.as_deref().unwrap_or("default"));
-        let name = meta.name.as_deref().unwrap_or("<unnamed>");
-        let key = ObjectRef::new(kind, namespace, name);
+        let key = nftproxy_compiler::object_ref(kind, meta, namespaced);
         if let Some((earlier, _)) = self.objects.get(&key) {
             self.warnings.push(format!(
                 "warning: {origin}: {key}: duplicate of the object at {earlier}; this one is used"
