@@ -750,7 +750,7 @@ fn bad_addresses_ports_and_timeouts_are_refused_naming_the_object() {
 }
 
 /// The CLI on a file with a hostile document among good ones: the bad document is named
-/// with its file and line, the others are compiled.
+/// with its file and line (its name shown escaped), the others are compiled.
 #[test]
 fn nftproxy_compile_names_the_file_and_line_of_a_hostile_document() {
     let dir = tempfile::tempdir().unwrap();
@@ -775,8 +775,9 @@ fn nftproxy_compile_names_the_file_and_line_of_a_hostile_document() {
         !stdout.contains("198.19.0.11"),
         "the bad one is not: {stdout}"
     );
+    // Named with the file and the line its document starts on, whatever its name holds.
     assert!(
-        stderr.contains("x; flush ruleset"),
-        "the diagnostic names it: {stderr}"
+        stderr.contains("hostile.yaml:8: Service default/\"x; flush ruleset\""),
+        "the diagnostic names it with its file and line: {stderr}"
     );
 }
