@@ -7,4 +7,11 @@ scripts/setup.sh
 echo "== validating deploy/ manifests against the Kubernetes schemas"
 scripts/validate-manifests.sh
 export INSTA_UPDATE="${INSTA_UPDATE:-no}"
-cargo test --workspace --locked
+# Tests that measure (fuzz executions, soak connections, outage resync) append their figures here.
+figures="$(mktemp)"
+trap 'rm -f "$figures"' EXIT
+status=0
+NFTPROXY_FIGURES_FILE="$figures" cargo test --workspace --locked || status=$?
+echo "== figures measured by this run"
+cat "$figures"
+exit "$status"

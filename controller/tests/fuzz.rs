@@ -551,7 +551,7 @@ fn fuzzed_manifests_and_clusters_never_panic_and_always_compile_to_what_the_kern
     fuzz_clusters(&ns, &mut rng, started + budget(), &mut clusters);
 
     let seconds = started.elapsed().as_secs_f64();
-    println!(
+    common::figures::report(&format!(
         "fuzz {seconds:.0} s: mutated manifests {} ({} decoded, {} refused with a line, {} through `nftproxy compile`); \
          random clusters {} ({} objects the API would refuse); compiled {} ({} diagnostics); nft -c accepted {}",
         manifests.inputs,
@@ -563,7 +563,7 @@ fn fuzzed_manifests_and_clusters_never_panic_and_always_compile_to_what_the_kern
         manifests.compiled + clusters.compiled,
         manifests.diagnostics + clusters.diagnostics,
         manifests.kernel_checks + clusters.kernel_checks,
-    );
+    ));
     // Both generators ran, and both produced input that got as far as the kernel.
     assert!(manifests.kernel_checks > 0 && clusters.kernel_checks > 0);
     assert!(

@@ -269,12 +269,12 @@ fn an_api_server_gone_for_a_minute_changes_nothing_and_a_clean_resync_follows() 
         "after the API server came back",
         Duration::from_secs(90),
     );
-    println!(
+    common::figures::report(&format!(
         "outage {:?}: kernel unchanged at {checks} checks, {failures} failed watch attempts; \
          resynced {:?} after the server came back",
         outage(),
         back.elapsed()
-    );
+    ));
     assert!(
         cluster.api.server.list_requests(Kind::Service) > lists,
         "the history was compacted, so the watchers re-listed"

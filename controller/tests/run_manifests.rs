@@ -497,8 +497,8 @@ fn an_instance_killed_anywhere_in_a_full_sync_leaves_all_or_nothing_and_the_next
         assert!(next.stop());
         assert!(run_cleanup(&s.ns).status.success());
     }
-    println!(
+    common::figures::report(&format!(
         "first sync {first_sync:?}; killed before its commit {nothing} times, after {everything}"
-    );
+    ));
     assert!(nothing > 0, "at least one kill landed before the commit");
 }

@@ -308,7 +308,7 @@ fn churn_never_fails_a_connection_to_stable_services_and_the_kernel_follows() {
     let mib = |kib: u64| kib as f64 / 1024.0;
     let (proxy_flat, proxy_early, proxy_late) = flat(&proxy_rss, 8 * 1024);
     let (helper_flat, helper_early, helper_late) = flat(&helper_rss, 8 * 1024);
-    println!(
+    common::figures::report(&format!(
         "soak {:.0} s: {changes} changes, {} syncs ({} failed), kernel == compiled at {quiesce_checks} pauses; \
          {connections} connections to stable services, {} failed; RSS nftproxy {:.1} -> {:.1} MiB (peak after warm-up {:.1}, last quarter {:.1}), \
          helper {:.1} -> {:.1} MiB (peak after warm-up {:.1}, last quarter {:.1})",
@@ -324,7 +324,7 @@ fn churn_never_fails_a_connection_to_stable_services_and_the_kernel_follows() {
         mib(*helper_rss.last().unwrap()),
         mib(helper_early),
         mib(helper_late),
-    );
+    ));
     assert!(
         failures.is_empty(),
         "{} of {connections} connections failed:\n{}",
