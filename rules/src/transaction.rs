@@ -166,12 +166,7 @@ pub(crate) fn creating(t: &Table) -> impl Iterator<Item = Op> + '_ {
         .chain(
             t.sets
                 .values()
-                .filter(|s| !s.elements.is_empty())
-                .map(move |s| Op::AddElements {
-                    table: elements.clone(),
-                    set: s.name.clone(),
-                    elements: s.elements.values().cloned().collect(),
-                }),
+                .flat_map(move |s| adding_elements(elements.clone(), s)),
         )
         .chain(t.chains.values().flat_map(move |c| {
             let id = id.clone();
@@ -183,11 +178,33 @@ pub(crate) fn creating(t: &Table) -> impl Iterator<Item = Op> + '_ {
         }))
 }
 
+/// The most elements one `AddElements` of a table's creation holds: a set of 100k
+/// elements is added in pieces, so that making the ops never copies a whole set.
+pub const ELEMENTS_PER_OP: usize = 1024;
+
+/// The `AddElements` ops that fill set `s` of `table`, [`ELEMENTS_PER_OP`] elements each
+/// (none for an empty set), each made when the iterator gets to it.
+fn adding_elements(table: TableId, s: &crate::model::Set) -> impl Iterator<Item = Op> + '_ {
+    let mut elements = s.elements.values().peekable();
+    std::iter::from_fn(move || {
+        elements.peek()?;
+        Some(Op::AddElements {
+            table: table.clone(),
+            set: s.name.clone(),
+            elements: elements.by_ref().take(ELEMENTS_PER_OP).cloned().collect(),
+        })
+    })
+}
+
 /// How many ops [`creating`] makes for `t`, without making them.
 fn creation_op_count(t: &Table) -> usize {
-    let non_empty_sets = t.sets.values().filter(|s| !s.elements.is_empty()).count();
+    let element_ops: usize = t
+        .sets
+        .values()
+        .map(|s| s.elements.len().div_ceil(ELEMENTS_PER_OP))
+        .sum();
     let rules: usize = t.chains.values().map(|c| c.rules.len()).sum();
-    1 + t.counters.len() + t.sets.len() + t.chains.len() + non_empty_sets + rules
+    1 + t.counters.len() + t.sets.len() + t.chains.len() + element_ops + rules
 }
 
 fn creation_ops_of<'a>(tables: impl Iterator<Item = &'a crate::model::Table> + Clone) -> Vec<Op> {
@@ -214,16 +231,7 @@ fn creation_ops_of<'a>(tables: impl Iterator<Item = &'a crate::model::Table> + C
         }));
     }
     for t in tables.clone() {
-        ops.extend(
-            t.sets
-                .values()
-                .filter(|s| !s.elements.is_empty())
-                .map(|s| Op::AddElements {
-                    table: t.id(),
-                    set: s.name.clone(),
-                    elements: s.elements.values().cloned().collect(),
-                }),
-        );
+        ops.extend(t.sets.values().flat_map(|s| adding_elements(t.id(), s)));
     }
     for t in tables {
         for c in t.chains.values() {

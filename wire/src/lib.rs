@@ -21,14 +21,24 @@
 //! and output are JSON, as with `nft -j`). The payload of a `Run` is the whole input of one
 //! `nft_run_cmd_from_buffer` call, which libnftables commits as one netlink batch.
 //!
+//! A `Run` may also be streamed: its kind has bit `0x40` set, its header announces 0 bytes,
+//! and the payload follows in chunks, each a u32 big-endian length and its bytes, ended by a
+//! chunk of length 0 (see [`write_run_with`]). The parent sends a full ruleset that way
+//! without holding its whole text.
+//!
 //! Response statuses: `0x00` [`Response::Ok`] with nft's output (for a listing, the JSON
 //! document; often empty), `0x01` [`Response::Err`] with nft's error text.
 //!
 //! The parent writes one request and reads one response, in turn; the helper answers every
 //! request in order and exits when its stdin reaches end of file between two frames.
 
+mod stream;
+
 use std::fmt;
 use std::io::{self, Read, Write};
+
+pub use stream::CHUNK_LEN;
+use stream::{ChunkWriter, FLAG_STREAMED, read_chunks};
 
 /// The largest payload either side writes or accepts: 1 GiB.
 pub const MAX_FRAME_LEN: u32 = 1 << 30;
@@ -90,6 +100,8 @@ pub enum WireError {
     PingPayload { len: u32 },
     /// The payload is not UTF-8.
     NotUtf8,
+    /// A streamed request's header announced a length; its chunks carry the payload.
+    StreamedLength { len: u32 },
 }
 
 impl fmt::Display for WireError {
@@ -115,6 +127,10 @@ impl fmt::Display for WireError {
                 )
             }
             WireError::NotUtf8 => write!(f, "frame payload is not UTF-8"),
+            WireError::StreamedLength { len } => write!(
+                f,
+                "a streamed request's header must announce 0 bytes, this one announces {len}"
+            ),
         }
     }
 }
@@ -132,13 +148,28 @@ impl std::error::Error for WireError {
 pub fn write_request<W: Write>(w: &mut W, request: &Request) -> Result<(), WireError> {
     match request {
         Request::Ping => write_frame(w, KIND_PING, ""),
-        Request::Run { format, commands } => {
-            let kind = match format {
-                Format::Script => KIND_RUN,
-                Format::Json => KIND_RUN | FLAG_JSON,
-            };
-            write_frame(w, kind, commands)
-        }
+        Request::Run { format, commands } => write_frame(w, run_kind(*format), commands),
+    }
+}
+
+/// Writes a [`Request::Run`] whose commands `render` writes piece by piece: they go out in
+/// chunks of [`CHUNK_LEN`] bytes as they come, so the whole text is never held. The
+/// reader gets the same [`Request::Run`] as from [`write_request`]. A failure of `render`
+/// itself leaves the frame unfinished (the reader sees it truncated, never shortened).
+pub fn write_run_with<W, F>(w: &mut W, format: Format, render: F) -> Result<(), WireError>
+where
+    W: Write,
+    F: FnOnce(&mut dyn fmt::Write) -> fmt::Result,
+{
+    let mut chunks = ChunkWriter::start(w, run_kind(format))?;
+    let rendered = render(&mut chunks);
+    chunks.finish(rendered)
+}
+
+fn run_kind(format: Format) -> u8 {
+    match format {
+        Format::Script => KIND_RUN,
+        Format::Json => KIND_RUN | FLAG_JSON,
     }
 }
 
@@ -147,14 +178,23 @@ pub fn read_request<R: Read>(r: &mut R) -> Result<Option<Request>, WireError> {
     let Some((kind, len)) = read_header(r)? else {
         return Ok(None);
     };
-    let format = match kind {
+    let streamed = kind & FLAG_STREAMED != 0;
+    if streamed && len != 0 {
+        return Err(WireError::StreamedLength { len });
+    }
+    let format = match kind & !FLAG_STREAMED {
+        KIND_PING if streamed => return Err(WireError::UnknownKind(kind)),
         KIND_PING if len == 0 => return Ok(Some(Request::Ping)),
         KIND_PING => return Err(WireError::PingPayload { len }),
         KIND_RUN => Format::Script,
         k if k == KIND_RUN | FLAG_JSON => Format::Json,
-        other => return Err(WireError::UnknownKind(other)),
+        _ => return Err(WireError::UnknownKind(kind)),
     };
-    let commands = read_payload(r, len)?;
+    let commands = if streamed {
+        read_chunks(r)?
+    } else {
+        read_payload(r, len)?
+    };
     Ok(Some(Request::Run { format, commands }))
 }
 

@@ -259,3 +259,134 @@ fn errors_say_what_failed() {
     let io = WireError::Read(io::Error::other("boom"));
     assert!(std::error::Error::source(&io).is_some());
 }
+
+/// The bytes of a streamed `Run` whose commands are written by `pieces`, one `write_str` each.
+fn streamed_bytes(format: Format, pieces: &[&str]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    write_run_with(&mut buf, format, |out| {
+        pieces.iter().try_for_each(|piece| out.write_str(piece))
+    })
+    .unwrap();
+    buf
+}
+
+#[test]
+fn a_streamed_run_reads_back_as_the_same_request_whatever_its_pieces() {
+    // 3 MB of script in pieces of every size, some crossing chunk boundaries, with
+    // multi-byte characters that a chunk boundary may cut in two.
+    let line = "add element ip nftproxy m { 10.0.0.1 : goto s-é }\n";
+    let text = line.repeat(3_000_000 / line.len());
+    let mut pieces = Vec::new();
+    let mut rest = text.as_str();
+    let mut size = 1;
+    while !rest.is_empty() {
+        let mut cut = size.min(rest.len());
+        while !rest.is_char_boundary(cut) {
+            cut += 1;
+        }
+        let (piece, later) = rest.split_at(cut);
+        pieces.push(piece);
+        rest = later;
+        size = (size * 7 + 1) % 100_003;
+    }
+    for format in [Format::Script, Format::Json] {
+        let bytes = streamed_bytes(format, &pieces);
+        assert_eq!(bytes[0], 0x40 | request_bytes(&run(format, ""))[0]);
+        assert_eq!(
+            &bytes[1..5],
+            &[0, 0, 0, 0],
+            "the header announces no length"
+        );
+        let mut reader = &bytes[..];
+        let request = read_request(&mut reader).unwrap().unwrap();
+        assert_eq!(request, run(format, &text));
+        assert!(
+            read_request(&mut reader).unwrap().is_none(),
+            "nothing left over"
+        );
+    }
+}
+
+#[test]
+fn a_streamed_run_goes_out_in_chunks_not_in_one_piece() {
+    let text = "x".repeat(CHUNK_LEN * 2 + 10);
+    let bytes = streamed_bytes(Format::Script, &[&text]);
+    let mut at = HEADER_LEN;
+    let mut chunks = Vec::new();
+    loop {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        at += 4 + len;
+        if len == 0 {
+            break;
+        }
+        chunks.push(len);
+    }
+    assert_eq!(chunks, [CHUNK_LEN, CHUNK_LEN, 10]);
+    assert_eq!(at, bytes.len());
+}
+
+#[test]
+fn an_empty_streamed_run_is_an_empty_request() {
+    let bytes = streamed_bytes(Format::Script, &[]);
+    assert_eq!(bytes.len(), HEADER_LEN + 4);
+    let request = read_request(&mut &bytes[..]).unwrap().unwrap();
+    assert_eq!(request, run(Format::Script, ""));
+}
+
+#[test]
+fn a_streamed_run_cut_short_is_truncated_never_shorter() {
+    let text = "y".repeat(CHUNK_LEN + 100);
+    let bytes = streamed_bytes(Format::Script, &[&text]);
+    // Without the end marker, inside a chunk's length, inside a chunk.
+    for cut in [bytes.len() - 4, HEADER_LEN + 2, HEADER_LEN + 4 + 1000] {
+        let error = read_request(&mut &bytes[..cut]).unwrap_err();
+        assert!(
+            matches!(error, WireError::Truncated { .. }),
+            "{cut}: {error}"
+        );
+    }
+    // A renderer that fails midway sends no end marker: the reader sees a truncated frame.
+    let mut buf = Vec::new();
+    let error = write_run_with(&mut buf, Format::Script, |out| {
+        out.write_str(&text)?;
+        Err(std::fmt::Error)
+    })
+    .unwrap_err();
+    assert!(matches!(error, WireError::Write(_)), "{error}");
+    let error = read_request(&mut &buf[..]).unwrap_err();
+    assert!(matches!(error, WireError::Truncated { .. }), "{error}");
+}
+
+#[test]
+fn streamed_frames_that_break_the_rules_are_refused() {
+    // A streamed header with a length, and a streamed ping.
+    let mut with_length = streamed_bytes(Format::Script, &["abc"]);
+    with_length[4] = 3;
+    assert!(matches!(
+        read_request(&mut &with_length[..]),
+        Err(WireError::StreamedLength { len: 3 })
+    ));
+    let ping = [0x41, 0, 0, 0, 0, 0, 0, 0, 0];
+    assert!(matches!(
+        read_request(&mut &ping[..]),
+        Err(WireError::UnknownKind(0x41))
+    ));
+    // A chunk that takes the payload over the limit is refused before it is read.
+    let mut over = vec![0x42, 0, 0, 0, 0];
+    over.extend_from_slice(&3u32.to_be_bytes());
+    over.extend_from_slice(b"abc");
+    over.extend_from_slice(&(MAX_FRAME_LEN - 2).to_be_bytes());
+    assert!(matches!(
+        read_request(&mut &over[..]),
+        Err(WireError::TooLarge { len }) if len == u64::from(MAX_FRAME_LEN) + 1
+    ));
+    // Not UTF-8 once put together.
+    let mut bad = vec![0x42, 0, 0, 0, 0];
+    bad.extend_from_slice(&2u32.to_be_bytes());
+    bad.extend_from_slice(&[0xff, 0xfe]);
+    bad.extend_from_slice(&0u32.to_be_bytes());
+    assert!(matches!(
+        read_request(&mut &bad[..]),
+        Err(WireError::NotUtf8)
+    ));
+}

@@ -8,13 +8,17 @@
 //! tables). A transaction that may or may not have been committed is never sent again; the
 //! caller gets [`KernelError::HelperDied`] and its next full sync lists the kernel.
 
+use std::fmt;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use nftproxy_wire::{Request, Response, WireError, read_response, write_request};
+use nftproxy_wire::{
+    Format, Request, Response, WireError, read_response, write_request, write_run_with,
+};
 
 use super::KernelError;
 
@@ -24,6 +28,16 @@ const STDERR_TAIL: usize = 16 * 1024;
 /// How long a helper that closed its pipes (or was asked to stop) may take to exit before
 /// it is killed.
 const GRACE: Duration = Duration::from_secs(2);
+
+/// What the kernel thread sends the helper: a request, or a `Run` whose commands are
+/// rendered as they are sent (a full ruleset's script is never held as one string).
+pub(super) enum Outgoing {
+    Request(Request),
+    Rendered {
+        format: Format,
+        commands: Arc<dyn fmt::Display + Send + Sync>,
+    },
+}
 
 /// Whether a request may be sent again to a new helper after the first one died with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +97,7 @@ impl Helper {
     /// Sends `request` and returns nft's output, restarting the helper at most once.
     pub(super) fn exchange(
         &mut self,
-        request: &Request,
+        request: &Outgoing,
         replay: Replay,
     ) -> Result<String, KernelError> {
         let mut restarted = false;
@@ -167,11 +181,18 @@ impl Helper {
         Ok(())
     }
 
-    fn send_receive(&mut self, request: &Request) -> Result<Response, Failure> {
+    fn send_receive(&mut self, request: &Outgoing) -> Result<Response, Failure> {
         let Some(process) = self.process.as_mut() else {
             return Err(Failure::Unsent(WireError::Closed));
         };
-        write_request(&mut process.stdin, request).map_err(Failure::Unsent)?;
+        let sent = match request {
+            Outgoing::Request(request) => write_request(&mut process.stdin, request),
+            // The helper runs nothing before the end marker, so a stream cut short is unsent.
+            Outgoing::Rendered { format, commands } => {
+                write_run_with(&mut process.stdin, *format, |out| write!(out, "{commands}"))
+            }
+        };
+        sent.map_err(Failure::Unsent)?;
         read_response(&mut process.stdout).map_err(|e| match e {
             WireError::Closed | WireError::Truncated { .. } | WireError::Read(_) => {
                 Failure::Unanswered(e)

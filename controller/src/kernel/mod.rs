@@ -22,14 +22,14 @@ mod helper;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::{self, JoinHandle};
 
 use nftproxy_rules::{Family, Op, ParseError, Ruleset, TableId, Transaction};
 use nftproxy_wire::{Format, Request, WireError};
 use serde_json::json;
 
-use self::helper::{Helper, Replay};
+use self::helper::{Helper, Outgoing, Replay};
 
 /// The name of nftproxy's main tables (one per family, `ip` and `ip6`).
 /// The helper program's file name.
@@ -94,7 +94,7 @@ pub struct Listed {
 /// One call for the helper thread.
 enum Call {
     Exchange {
-        request: Request,
+        request: Outgoing,
         replay: Replay,
         reply: mpsc::SyncSender<Result<String, KernelError>>,
     },
@@ -158,7 +158,8 @@ impl Kernel {
 
     /// A round trip through the helper (restarting it if it died).
     pub fn ping(&self) -> Result<(), KernelError> {
-        self.exchange(Request::Ping, Replay::Safe).map(drop)
+        self.exchange(Outgoing::Request(Request::Ping), Replay::Safe)
+            .map(drop)
     }
 
     /// Sends `tx` as a netlink batch of nftproxy's own, without libnftables (see `batch`):
@@ -178,10 +179,13 @@ impl Kernel {
     /// Runs `tx` as one nft batch: every operation, or (on error) none. It goes to
     /// libnftables as an nft script: for a full ruleset libnftables reads that two to
     /// three times faster than the same commands as JSON (BENCHMARKS.md, "Scale").
+    ///
+    /// The script is rendered as it is sent, in chunks, from a copy of `tx` that shares its
+    /// tables (see `Op::CreateTable`): nftproxy never holds the whole text.
     pub fn apply(&self, tx: &Transaction) -> Result<(), KernelError> {
-        let request = Request::Run {
+        let request = Outgoing::Rendered {
             format: Format::Script,
-            commands: tx.to_string(),
+            commands: Arc::new(tx.clone()),
         };
         self.exchange(request, Replay::OnlyIfUnsent).map(drop)
     }
@@ -295,10 +299,10 @@ impl Kernel {
             format: Format::Json,
             commands,
         };
-        self.exchange(request, replay)
+        self.exchange(Outgoing::Request(request), replay)
     }
 
-    fn exchange(&self, request: Request, replay: Replay) -> Result<String, KernelError> {
+    fn exchange(&self, request: Outgoing, replay: Replay) -> Result<String, KernelError> {
         let (reply, answer) = mpsc::sync_channel(1);
         self.send(Call::Exchange {
             request,
