@@ -32,6 +32,7 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort
 use k8s_openapi::api::networking::v1::{ServiceCIDR, ServiceCIDRSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use nftproxy_compiler::CompactSlice;
 use nftproxy_compiler::{
     ClusterSnapshot, CompileConfig, DetectLocal, IncrementalCompiler, compile,
 };
@@ -129,7 +130,7 @@ fn endpoint(fam: Fam, k: usize, node: usize) -> Endpoint {
     }
 }
 
-fn endpoint_slice(fam: Fam, i: usize, endpoints: usize) -> EndpointSlice {
+fn endpoint_slice(fam: Fam, i: usize, endpoints: usize) -> CompactSlice {
     let (name, _, protocol, target) = port_of(i);
     let mut metadata = meta(&format!("ns-{}", i % 50), &format!("svc-{i}-abcde"));
     metadata.labels = Some(BTreeMap::from([(
@@ -149,6 +150,7 @@ fn endpoint_slice(fam: Fam, i: usize, endpoints: usize) -> EndpointSlice {
             ..EndpointPort::default()
         }]),
     }
+    .into()
 }
 
 fn node() -> Node {

@@ -1,12 +1,10 @@
 //! Trims decoded Kubernetes objects to what nftproxy keeps: no spare capacity, no fields it never reads.
 //!
-//! A decoder grows its vectors by doubling, so an EndpointSlice of 10 endpoints holds room
-//! for 16 (each endpoint is a 350-byte struct) and every one-address list room for 4.
-//! Both readers (`--manifests` and the API server) hold every object for as long as it
-//! exists, so they trim each one once, as it arrives.
+//! A decoder grows its vectors by doubling, so a list of 10 holds room for 16. Both readers (`--manifests` and the API server) hold every object for as long as it
+//! exists, so they trim each one once, as it arrives. EndpointSlices, a node's bulk, are
+//! converted instead (see `compact_slice`).
 
 use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -20,23 +18,10 @@ pub trait Compact {
     fn compact(&mut self);
 }
 
-fn compact_meta(meta: &mut ObjectMeta) {
+pub(crate) fn compact_meta(meta: &mut ObjectMeta) {
     meta.managed_fields = None;
     if let Some(annotations) = &mut meta.annotations {
         annotations.remove(LAST_APPLIED);
-    }
-}
-
-impl Compact for EndpointSlice {
-    fn compact(&mut self) {
-        compact_meta(&mut self.metadata);
-        self.endpoints.shrink_to_fit();
-        for endpoint in &mut self.endpoints {
-            endpoint.addresses.shrink_to_fit();
-        }
-        if let Some(ports) = &mut self.ports {
-            ports.shrink_to_fit();
-        }
     }
 }
 
@@ -96,47 +81,6 @@ impl Compact for ServiceCIDR {
 mod tests {
     use super::*;
     use crate::manifest::{Object, decode};
-
-    fn slice_of(yaml: &str) -> EndpointSlice {
-        match decode(yaml).unwrap().remove(0).object {
-            Object::EndpointSlice(slice) => *slice,
-            other => panic!("not a slice: {other:?}"),
-        }
-    }
-
-    const SLICE: &str = "apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-1
-  annotations:
-    kubectl.kubernetes.io/last-applied-configuration: '{\"big\": true}'
-    keep: me
-  managedFields: [{manager: kubectl, operation: Apply}]
-addressType: IPv4
-endpoints:
-- {addresses: [10.244.1.1], conditions: {ready: true}}
-- {addresses: [10.244.1.2], conditions: {ready: true}}
-- {addresses: [10.244.1.3], conditions: {ready: false}}
-- {addresses: [10.244.1.4], conditions: {ready: true}}
-- {addresses: [10.244.1.5], conditions: {ready: true}}
-ports: [{name: http, port: 8080, protocol: TCP}]
-";
-
-    #[test]
-    fn compacting_a_slice_frees_spare_room_and_unread_fields_and_keeps_the_rest() {
-        let mut slice = slice_of(SLICE);
-        let before = slice.clone();
-        slice.compact();
-        assert_eq!(slice.endpoints.capacity(), 5);
-        assert!(slice.endpoints.iter().all(|e| e.addresses.capacity() == 1));
-        assert_eq!(slice.metadata.managed_fields, None);
-        let annotations = slice.metadata.annotations.as_ref().unwrap();
-        assert_eq!(annotations.keys().collect::<Vec<_>>(), ["keep"]);
-        // Everything the compiler reads is unchanged.
-        assert_eq!(slice.endpoints, before.endpoints);
-        assert_eq!(slice.ports, before.ports);
-        assert_eq!(slice.metadata.name, before.metadata.name);
-    }
 
     #[test]
     fn compacting_a_node_drops_its_image_list_and_keeps_its_addresses() {

@@ -12,7 +12,9 @@ use std::cmp::Ordering;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{EndpointAddress, EndpointSubset, Endpoints};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointHints, EndpointSlice};
+use k8s_openapi::api::discovery::v1::EndpointHints;
+
+use crate::compact_slice::{CompactEndpoint, CompactSlice};
 use thiserror::Error;
 
 use crate::family::IpFamily;
@@ -226,7 +228,7 @@ pub fn check_address(text: &str, expected: Option<IpFamily>) -> Result<IpAddr, A
 
 /// The family an EndpointSlice's `addressType` names; `None` for FQDN slices, which a
 /// proxy ignores.
-pub fn slice_family(slice: &EndpointSlice) -> Result<Option<IpFamily>, SliceError> {
+pub fn slice_family(slice: &CompactSlice) -> Result<Option<IpFamily>, SliceError> {
     match slice.address_type.as_str() {
         "IPv4" => Ok(Some(IpFamily::V4)),
         "IPv6" => Ok(Some(IpFamily::V6)),
@@ -235,14 +237,14 @@ pub fn slice_family(slice: &EndpointSlice) -> Result<Option<IpFamily>, SliceErro
     }
 }
 
-impl<'a> TryFrom<&'a EndpointSlice> for SliceDef<'a> {
+impl<'a> TryFrom<&'a CompactSlice> for SliceDef<'a> {
     type Error = SliceError;
 
-    fn try_from(slice: &'a EndpointSlice) -> Result<Self, Self::Error> {
+    fn try_from(slice: &'a CompactSlice) -> Result<Self, Self::Error> {
         let (namespace, name) = meta::identity(&slice.metadata, names::dns1123_subdomain)?;
         let family = slice_family(slice)?;
         let mut ports = Vec::new();
-        for (index, port) in slice.ports.iter().flatten().enumerate() {
+        for (index, port) in slice.ports.iter().enumerate() {
             let raw = RawPort {
                 index,
                 name: port.name.as_deref(),
@@ -267,22 +269,18 @@ impl<'a> TryFrom<&'a EndpointSlice> for SliceDef<'a> {
 }
 
 impl<'a> SliceDef<'a> {
-    fn push_endpoint(&mut self, endpoint: &'a Endpoint, family: Option<IpFamily>) {
-        let Some(address) = endpoint.addresses.first() else {
+    fn push_endpoint(&mut self, endpoint: &'a CompactEndpoint, family: Option<IpFamily>) {
+        let Some(address) = endpoint.address.as_deref() else {
             self.rejected.push(RejectedAddress {
                 address: "",
                 reason: AddressError::Missing,
             });
             return;
         };
-        let conditions = endpoint.conditions.as_ref();
-        let usability = Usability::from_conditions(
-            conditions.and_then(|c| c.ready),
-            conditions.and_then(|c| c.serving),
-            conditions.and_then(|c| c.terminating),
-        );
+        let usability =
+            Usability::from_conditions(endpoint.ready, endpoint.serving, endpoint.terminating);
         let node = endpoint.node_name.as_deref();
-        let hints = Hints::of(endpoint.hints.as_ref());
+        let hints = Hints::of(endpoint.hints.as_deref());
         self.push_address(address, family, usability, node, hints);
     }
 

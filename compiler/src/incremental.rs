@@ -34,9 +34,9 @@ mod tests;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use crate::compact_slice::CompactSlice;
 use foldhash::quality::RandomState;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 
 use crate::conflict::{self, Claim, NO_LOSSES, ServiceLosses};
@@ -254,14 +254,14 @@ struct State {
     pending: Option<Tables>,
     /// The object lists of the previous snapshot.
     services: Vec<Arc<Service>>,
-    endpoint_slices: Vec<Arc<EndpointSlice>>,
+    endpoint_slices: Vec<Arc<CompactSlice>>,
     endpoints: Vec<Arc<Endpoints>>,
     /// Service objects by identity as written.
     raw_services: Map<RawKey, Vec<Arc<Service>>>,
     /// The validation diagnostics of each identity's Service objects.
     group_diagnostics: Map<RawKey, Vec<Diagnostic>>,
     /// EndpointSlices and legacy Endpoints by the Service they belong to.
-    slices: Map<ServiceId, Vec<Arc<EndpointSlice>>>,
+    slices: Map<ServiceId, Vec<Arc<CompactSlice>>>,
     legacy: Map<ServiceId, Vec<Arc<Endpoints>>>,
     /// Valid Services.
     defs: Map<ServiceId, ServiceDef>,
@@ -326,7 +326,7 @@ impl State {
         self.udp_ports.patch(&mut self.compiled.udp_ports);
     }
 
-    fn update_slices(&mut self, new: &[Arc<EndpointSlice>], changed: &mut Vec<ServiceId>) {
+    fn update_slices(&mut self, new: &[Arc<CompactSlice>], changed: &mut Vec<ServiceId>) {
         let diff = changes(&self.endpoint_slices, new);
         if diff.identical {
             return;

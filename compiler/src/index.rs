@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use foldhash::quality::RandomState;
 
+use crate::compact_slice::CompactSlice;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::diagnostic::{Diagnostic, ObjectRef, Severity};
 use crate::endpoints::{LegacySlices, SliceDef};
@@ -34,13 +34,13 @@ type Lookup<'a, T> = HashMap<Key<'a>, Vec<&'a T>, RandomState>;
 pub struct Inputs<'a> {
     /// Handled Services, sorted by `namespace/name`, each identity once.
     pub services: Vec<ServiceDef>,
-    slices: Lookup<'a, EndpointSlice>,
+    slices: Lookup<'a, CompactSlice>,
     legacy: Lookup<'a, Endpoints>,
 }
 
 impl<'a> Inputs<'a> {
     pub fn build(snapshot: &'a ClusterSnapshot, diagnostics: &mut Vec<Diagnostic>) -> Self {
-        let mut slices: Lookup<'a, EndpointSlice> = HashMap::default();
+        let mut slices: Lookup<'a, CompactSlice> = HashMap::default();
         for slice in &snapshot.endpoint_slices {
             match slice_owner(slice) {
                 Ok(key) => slices.entry(key).or_default().push(slice),
@@ -77,7 +77,7 @@ impl<'a> Inputs<'a> {
 /// The validated slices of a Service from its EndpointSlices (`slices`) or, when it has
 /// none, its legacy Endpoints (`legacy`). Invalid objects and addresses become diagnostics.
 pub fn validate_slices<'a>(
-    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    slices: impl IntoIterator<Item = &'a CompactSlice>,
     legacy: impl IntoIterator<Item = &'a Endpoints>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<SliceDef<'a>> {
@@ -114,7 +114,7 @@ pub fn validate_slices<'a>(
 
 /// The `(namespace, service name)` an EndpointSlice belongs to, or the warning that it
 /// belongs to none.
-pub fn slice_owner(slice: &EndpointSlice) -> Result<(&str, &str), Diagnostic> {
+pub fn slice_owner(slice: &CompactSlice) -> Result<(&str, &str), Diagnostic> {
     let labels = slice.metadata.labels.as_ref();
     match labels.and_then(|l| l.get(SERVICE_NAME_LABEL)) {
         Some(service) => Ok((meta::namespace(&slice.metadata), service.as_str())),

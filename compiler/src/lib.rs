@@ -13,6 +13,7 @@
 //! previous result, with the same output as [`compile`].
 
 pub mod compact;
+pub mod compact_slice;
 pub mod config;
 pub mod diagnostic;
 pub mod kube_proxy_config;
@@ -50,6 +51,7 @@ mod tests;
 mod udp;
 
 pub use compact::Compact;
+pub use compact_slice::{CompactEndpoint, CompactSlice};
 pub use config::{CompileConfig, DetectLocal};
 pub use counters::{CounterLabels, NODEPORT_COUNTERS, SERVICE_COUNTERS, parse_counter_name};
 pub use describe::{

@@ -12,6 +12,7 @@
 //! forbids those markers at column 0 inside content, so the split is exact.
 
 use crate::compact::Compact;
+use crate::compact_slice::CompactSlice;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
@@ -35,7 +36,8 @@ impl Decoded {
     fn compacted(line: usize, mut object: Object) -> Decoded {
         match &mut object {
             Object::Service(o) => o.compact(),
-            Object::EndpointSlice(o) => o.compact(),
+            // Converted to a `CompactSlice` as it was decoded.
+            Object::EndpointSlice(_) => {}
             Object::Endpoints(o) => o.compact(),
             Object::Node(o) => o.compact(),
             Object::ServiceCidr(o) => o.compact(),
@@ -49,11 +51,19 @@ impl Decoded {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
     Service(Box<Service>),
-    EndpointSlice(Box<EndpointSlice>),
+    /// Converted as it is decoded: the API type is never kept (see `compact_slice`).
+    EndpointSlice(Box<CompactSlice>),
     Endpoints(Box<Endpoints>),
     Node(Box<Node>),
     ServiceCidr(Box<ServiceCIDR>),
     Other(OtherObject),
+}
+
+impl Object {
+    /// An EndpointSlice, converted to what is kept of it.
+    pub fn endpoint_slice(slice: EndpointSlice) -> Object {
+        Object::EndpointSlice(Box::new(CompactSlice::from(slice)))
+    }
 }
 
 /// An object of a kind the compiler does not read (e.g. `KubeProxyConfiguration`).
@@ -125,7 +135,7 @@ fn decode_yaml_document(chunk: &Chunk<'_>, out: &mut Vec<Decoded>) -> Result<(),
             Object::Service(serde_yaml::from_str(chunk.text).map_err(typed)?)
         }
         Some(KnownKind::EndpointSlice) => {
-            Object::EndpointSlice(serde_yaml::from_str(chunk.text).map_err(typed)?)
+            Object::endpoint_slice(serde_yaml::from_str(chunk.text).map_err(typed)?)
         }
         Some(KnownKind::Endpoints) => {
             Object::Endpoints(serde_yaml::from_str(chunk.text).map_err(typed)?)
@@ -178,7 +188,7 @@ fn decode_value(value: Value, line: usize, out: &mut Vec<Decoded>) -> Result<(),
     }
     let object = match header.known_kind() {
         Some(KnownKind::Service) => Object::Service(typed(value, line)?),
-        Some(KnownKind::EndpointSlice) => Object::EndpointSlice(typed(value, line)?),
+        Some(KnownKind::EndpointSlice) => Object::endpoint_slice(*typed(value, line)?),
         Some(KnownKind::Endpoints) => Object::Endpoints(typed(value, line)?),
         Some(KnownKind::Node) => Object::Node(typed(value, line)?),
         Some(KnownKind::ServiceCidr) => Object::ServiceCidr(typed(value, line)?),

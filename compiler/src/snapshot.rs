@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
 
+use crate::compact_slice::CompactSlice;
 use crate::manifest::{Object, OtherObject};
 
 /// Everything the compiler reads from the cluster. Order of the vectors does not matter:
@@ -16,7 +16,8 @@ use crate::manifest::{Object, OtherObject};
 #[derive(Debug, Clone, Default)]
 pub struct ClusterSnapshot {
     pub services: Vec<Arc<Service>>,
-    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+    /// EndpointSlices, as kept (see [`CompactSlice`]).
+    pub endpoint_slices: Vec<Arc<CompactSlice>>,
     /// Legacy `v1/Endpoints`; converted to slices for services that have no EndpointSlice.
     pub endpoints: Vec<Arc<Endpoints>>,
     /// Nodes; the one named `CompileConfig::hostname` is this node.

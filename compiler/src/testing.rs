@@ -374,7 +374,7 @@ impl Cluster {
     }
 
     pub fn slice(mut self, slice: SliceBuilder) -> Self {
-        self.0.endpoint_slices.push(Arc::new(slice.build()));
+        self.0.endpoint_slices.push(Arc::new(slice.build().into()));
         self
     }
 

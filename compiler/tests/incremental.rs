@@ -26,7 +26,7 @@ use k8s_openapi::api::networking::v1::{ServiceCIDR, ServiceCIDRSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use nftproxy_compiler::{
-    ClusterSnapshot, CompileConfig, DetectLocal, IncrementalCompiler, compile,
+    ClusterSnapshot, CompactSlice, CompileConfig, DetectLocal, IncrementalCompiler, compile,
 };
 use proptest::prelude::*;
 
@@ -648,7 +648,7 @@ fn build_service(slot: usize, m: &SvcModel) -> Service {
     }
 }
 
-fn build_slice(m: &SliceModel) -> EndpointSlice {
+fn build_slice(m: &SliceModel) -> CompactSlice {
     let mut metadata = meta(&format!("slice-{}", m.name));
     metadata.labels = m
         .service
@@ -696,6 +696,7 @@ fn build_slice(m: &SliceModel) -> EndpointSlice {
             })
             .collect(),
     }
+    .into()
 }
 
 fn build_endpoints(m: &EndpointsModel) -> Endpoints {
@@ -811,7 +812,7 @@ fn service_cidr() -> ServiceCIDR {
 #[derive(Debug, Default)]
 struct Cluster {
     services: Vec<Option<Arc<Service>>>,
-    slices: Vec<Option<Arc<EndpointSlice>>>,
+    slices: Vec<Option<Arc<CompactSlice>>>,
     endpoints: Vec<Option<Arc<Endpoints>>>,
     nodes: Vec<Option<Arc<Node>>>,
     service_cidr: Option<Arc<ServiceCIDR>>,

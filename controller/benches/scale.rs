@@ -225,13 +225,13 @@ fn through_json(ruleset: &Ruleset) -> Duration {
 fn incremental(shape: Shape, syncer: &mut Syncer<KernelTarget>, snapshot: &ClusterSnapshot) {
     let base = snapshot.clone();
     let mut with_endpoint = base.clone();
-    with_endpoint.endpoint_slices[0] = Arc::new(slice(0, shape.endpoints + 1, 60_000));
+    with_endpoint.endpoint_slices[0] = Arc::new(slice(0, shape.endpoints + 1, 60_000).into());
     let mut with_service = base.clone();
     let extra = shape.services;
     with_service.services.push(Arc::new(service(extra)));
     with_service
         .endpoint_slices
-        .push(Arc::new(slice(extra, shape.endpoints, 0)));
+        .push(Arc::new(slice(extra, shape.endpoints, 0).into()));
     let changes = [
         ("endpoint added", &with_endpoint, "endpoint removed"),
         ("service added", &with_service, "service removed"),

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::ServiceCIDR;
+use nftproxy_compiler::CompactSlice;
 use nftproxy_compiler::manifest::{self, Decoded, Object, OtherObject};
 use nftproxy_compiler::{ClusterSnapshot, ObjectRef};
 
@@ -127,7 +127,7 @@ type Stamp = (u64, SystemTime);
 #[derive(Debug, Clone)]
 enum Shared {
     Service(Arc<Service>),
-    EndpointSlice(Arc<EndpointSlice>),
+    EndpointSlice(Arc<CompactSlice>),
     Endpoints(Arc<Endpoints>),
     Node(Arc<Node>),
     ServiceCidr(Arc<ServiceCIDR>),

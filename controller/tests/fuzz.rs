@@ -24,6 +24,7 @@ mod common;
 #[path = "../../compiler/tests/support/fixtures.rs"]
 mod fixtures;
 
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -517,8 +518,8 @@ fn fuzz_clusters(ns: &NetNs, rng: &mut Rng, until: Instant, tally: &mut Tally) {
                     Ok(o) => snapshot.services.push(Arc::new(o)),
                     Err(_) => tally.rejected += 1,
                 },
-                "EndpointSlice" => match serde_json::from_value(object.clone()) {
-                    Ok(o) => snapshot.endpoint_slices.push(Arc::new(o)),
+                "EndpointSlice" => match serde_json::from_value::<EndpointSlice>(object.clone()) {
+                    Ok(o) => snapshot.endpoint_slices.push(Arc::new(o.into())),
                     Err(_) => tally.rejected += 1,
                 },
                 _ => snapshot

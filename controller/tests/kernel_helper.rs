@@ -132,7 +132,10 @@ fn an_incremental_diff_applies_and_lists_back_equal() {
         .iter_mut()
         .find(|s| s.endpoints.len() > 1)
         .expect("a slice with two endpoints");
-    Arc::make_mut(slice).endpoints.pop();
+    let slice = Arc::make_mut(slice);
+    let mut endpoints = std::mem::take(&mut slice.endpoints).into_vec();
+    endpoints.pop();
+    slice.endpoints = endpoints.into();
     let r1 = compile(&snapshot, &config).ruleset;
     kernel.apply(&diff(&Ruleset::new(), &r0).unwrap()).unwrap();
     let tx = diff(&r0, &r1).unwrap();

@@ -199,7 +199,7 @@ fn one_endpoint_added() -> (Ruleset, Ruleset) {
     let config = generated::config();
     let mut snapshot = cluster();
     let r0 = compile(&snapshot, &config).ruleset;
-    snapshot.endpoint_slices[0] = Arc::new(generated::slice(0, ENDPOINTS + 1, 0));
+    snapshot.endpoint_slices[0] = Arc::new(generated::slice(0, ENDPOINTS + 1, 0).into());
     let r1 = compile(&snapshot, &config).ruleset;
     (r0, r1)
 }

@@ -68,9 +68,11 @@ impl Cluster {
                 "Service" => snapshot
                     .services
                     .push(Arc::new(serde_json::from_value(object.clone()).unwrap())),
-                "EndpointSlice" => snapshot
-                    .endpoint_slices
-                    .push(Arc::new(serde_json::from_value(object.clone()).unwrap())),
+                "EndpointSlice" => {
+                    let slice: k8s_openapi::api::discovery::v1::EndpointSlice =
+                        serde_json::from_value(object.clone()).unwrap();
+                    snapshot.endpoint_slices.push(Arc::new(slice.into()));
+                }
                 "Node" => snapshot
                     .nodes
                     .push(Arc::new(serde_json::from_value(object.clone()).unwrap())),

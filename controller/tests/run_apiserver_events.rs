@@ -70,9 +70,11 @@ impl Cluster {
                 "Service" => snapshot
                     .services
                     .push(Arc::new(serde_json::from_value(object).unwrap())),
-                "EndpointSlice" => snapshot
-                    .endpoint_slices
-                    .push(Arc::new(serde_json::from_value(object).unwrap())),
+                "EndpointSlice" => {
+                    let slice: k8s_openapi::api::discovery::v1::EndpointSlice =
+                        serde_json::from_value(object).unwrap();
+                    snapshot.endpoint_slices.push(Arc::new(slice.into()));
+                }
                 _ => snapshot
                     .nodes
                     .push(Arc::new(serde_json::from_value(object).unwrap())),

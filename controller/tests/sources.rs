@@ -281,7 +281,7 @@ async fn initial_sync_yields_exactly_the_proxied_objects() {
             .iter()
             .find(|s| s.name_any() == "a-1")
             .expect("slice demo/a-1");
-        assert_eq!(a_1.endpoints[0].addresses, ["198.18.1.10"]);
+        assert_eq!(a_1.endpoints[0].address.as_deref(), Some("198.18.1.10"));
         assert!(snapshot.endpoints.is_empty());
         // What nobody reads is not kept: managed fields and kubectl's last-applied copy.
         assert!(a.metadata.managed_fields.is_none());

@@ -57,7 +57,8 @@ fn a_changed_slice_recompiles_only_its_service() {
         slice("ns/svc-3-1", "svc-3")
             .port("http", 8080)
             .ready(&["198.18.0.4", "198.18.0.40"])
-            .build(),
+            .build()
+            .into(),
     );
     let (compiled, recompiled) = step(&mut compiler, &snapshot);
     assert_eq!(recompiled, 1);

@@ -62,7 +62,7 @@ use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client};
-use nftproxy_compiler::ClusterSnapshot;
+use nftproxy_compiler::{ClusterSnapshot, CompactSlice};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -164,7 +164,7 @@ impl Shared {
 /// Dropping it stops the watchers.
 pub struct ClusterSources {
     services: Store<Service>,
-    endpoint_slices: Store<EndpointSlice>,
+    endpoint_slices: Store<CompactSlice>,
     node: Store<Node>,
     service_cidrs: Store<ServiceCIDR>,
     shared: Arc<Shared>,
@@ -208,16 +208,29 @@ impl ClusterSources {
             proxied.clone(),
             Source::Services,
             &shared,
+            reflect::compacted::<Service>,
         );
         let (endpoint_slices, t2) = reflect::spawn(
-            Api::all(client.clone()),
+            Api::<EndpointSlice>::all(client.clone()),
             proxied,
             Source::EndpointSlices,
             &shared,
+            CompactSlice::from,
         );
-        let (node, t3) = reflect::spawn(Api::all(client.clone()), this_node, Source::Node, &shared);
-        let (service_cidrs, t4) =
-            reflect::spawn(Api::all(client), base, Source::ServiceCidrs, &shared);
+        let (node, t3) = reflect::spawn(
+            Api::all(client.clone()),
+            this_node,
+            Source::Node,
+            &shared,
+            reflect::compacted::<Node>,
+        );
+        let (service_cidrs, t4) = reflect::spawn(
+            Api::all(client),
+            base,
+            Source::ServiceCidrs,
+            &shared,
+            reflect::compacted::<ServiceCIDR>,
+        );
         Self {
             services,
             endpoint_slices,
@@ -284,7 +297,7 @@ impl ClusterSources {
 #[derive(Debug, Clone)]
 pub struct ObjectStores {
     services: Store<Service>,
-    endpoint_slices: Store<EndpointSlice>,
+    endpoint_slices: Store<CompactSlice>,
 }
 
 impl ObjectStores {
@@ -294,7 +307,7 @@ impl ObjectStores {
     }
 
     /// The stored EndpointSlice `namespace/name`.
-    pub fn endpoint_slice(&self, namespace: &str, name: &str) -> Option<Arc<EndpointSlice>> {
+    pub fn endpoint_slice(&self, namespace: &str, name: &str) -> Option<Arc<CompactSlice>> {
         self.endpoint_slices
             .get(&ObjectRef::new(name).within(namespace))
     }

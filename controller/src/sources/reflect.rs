@@ -35,33 +35,25 @@ fn retry_backoff() -> ResetTimerBackoff<watcher::ExponentialBackoff> {
     ResetTimerBackoff::new(exponential.into(), Duration::from_secs(120))
 }
 
-/// Spawns the watcher of `source` and returns its store and task.
+/// Spawns the watcher of `source` and returns its store and task. Each object is kept as
+/// `keep` makes it (trimmed, or converted to what the compiler reads) as it arrives.
 ///
 /// The task runs until aborted: kube's watcher never ends, it recovers from every error
 /// (resume the watch, or re-list after 410 Gone), pausing with [`retry_backoff`] after each.
-pub(super) fn spawn<K>(
-    api: Api<K>,
+pub(super) fn spawn<S, K>(
+    api: Api<S>,
     config: watcher::Config,
     source: Source,
     shared: &Arc<Shared>,
+    keep: fn(S) -> K,
 ) -> (Store<K>, JoinHandle<()>)
 where
-    K: Resource<DynamicType = ()>
-        + Compact
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
+    S: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    K: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
 {
     let writer = reflector::store::Writer::<K>::default();
     let store = writer.as_reader();
-    let events = watcher(api, config).map_ok(|event| {
-        // Managed fields, `kubectl apply`'s copy of the object and spare capacity: the
-        // store keeps every object as long as it exists.
-        event.modify(Compact::compact)
-    });
+    let events = watcher(api, config).map_ok(move |event| kept(event, keep));
     let mut stream = reflector::reflector(writer, events)
         .backoff(retry_backoff())
         .boxed();
@@ -78,6 +70,24 @@ where
     };
     let handle = tokio::spawn(task.instrument(info_span!("watch", resource = %source)));
     (store, handle)
+}
+
+/// An object trimmed of what nobody reads (managed fields, `kubectl apply`'s copy, spare
+/// capacity): the store keeps every object as long as it exists.
+pub(super) fn compacted<K: Compact>(mut object: K) -> K {
+    object.compact();
+    object
+}
+
+/// `event` with its object as `keep` makes it.
+fn kept<S, K>(event: watcher::Event<S>, keep: fn(S) -> K) -> watcher::Event<K> {
+    match event {
+        watcher::Event::Apply(object) => watcher::Event::Apply(keep(object)),
+        watcher::Event::Delete(object) => watcher::Event::Delete(keep(object)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(object) => watcher::Event::InitApply(keep(object)),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
 }
 
 /// Records what an event did to the store (already applied by the reflector).

@@ -124,7 +124,7 @@ pub fn cluster(services: usize, endpoints: usize) -> ClusterSnapshot {
     ClusterSnapshot {
         services: (0..services).map(|i| Arc::new(service(i))).collect(),
         endpoint_slices: (0..services)
-            .map(|i| Arc::new(slice(i, endpoints, 0)))
+            .map(|i| Arc::new(slice(i, endpoints, 0).into()))
             .collect(),
         nodes: vec![Arc::new(node)],
         ..ClusterSnapshot::default()

@@ -1,0 +1,200 @@
+//! EndpointSlices as nftproxy keeps them: what the compiler reads, in a sixth of the API type's memory.
+//!
+//! The API's `Endpoint` is a 352-byte struct before its strings (a target reference of
+//! seven optional strings, deprecated topology, hostname, zone…), and a node holds one
+//! per endpoint of every proxied Service: at 100k endpoints, some 45 MB. A proxy reads an
+//! endpoint's first address, its conditions, its node name and its hints. So both readers
+//! (manifests and the API server) convert each slice as it arrives into a
+//! [`CompactSlice`], whose endpoints are 56 bytes before their strings, and keep only that.
+//!
+//! A `CompactSlice` is an EndpointSlice to everything that handles API objects
+//! (`k8s_openapi::Resource` and `Metadata`, hence kube's `Resource` too): it has the same
+//! kind, group, version and metadata.
+
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointHints, EndpointPort, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::compact::compact_meta;
+
+/// An EndpointSlice reduced to what the compiler reads (see the module documentation).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompactSlice {
+    /// Without managed fields and `kubectl apply`'s copy (as [`Compact`](crate::Compact)).
+    pub metadata: ObjectMeta,
+    pub address_type: String,
+    /// `ports`; absent and empty are the same to a proxy (no port matches).
+    pub ports: Box<[EndpointPort]>,
+    pub endpoints: Box<[CompactEndpoint]>,
+}
+
+/// One endpoint of a [`CompactSlice`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompactEndpoint {
+    /// `addresses[0]`: the API says its addresses are fungible and consumers may use the
+    /// first alone, as kube-proxy does. `None` when the list is empty.
+    pub address: Option<Box<str>>,
+    /// `conditions.ready`, `.serving`, `.terminating`, unset when the API left them unset.
+    pub ready: Option<bool>,
+    pub serving: Option<bool>,
+    pub terminating: Option<bool>,
+    pub node_name: Option<Box<str>>,
+    pub hints: Option<Box<EndpointHints>>,
+}
+
+impl From<EndpointSlice> for CompactSlice {
+    fn from(slice: EndpointSlice) -> Self {
+        let mut metadata = slice.metadata;
+        compact_meta(&mut metadata);
+        CompactSlice {
+            metadata,
+            address_type: slice.address_type,
+            ports: slice.ports.unwrap_or_default().into_boxed_slice(),
+            endpoints: slice
+                .endpoints
+                .into_iter()
+                .map(CompactEndpoint::from)
+                .collect(),
+        }
+    }
+}
+
+impl From<Endpoint> for CompactEndpoint {
+    fn from(endpoint: Endpoint) -> Self {
+        let conditions = endpoint.conditions.unwrap_or_default();
+        CompactEndpoint {
+            address: endpoint
+                .addresses
+                .into_iter()
+                .next()
+                .map(String::into_boxed_str),
+            ready: conditions.ready,
+            serving: conditions.serving,
+            terminating: conditions.terminating,
+            node_name: endpoint.node_name.map(String::into_boxed_str),
+            hints: endpoint.hints.map(Box::new),
+        }
+    }
+}
+
+impl k8s_openapi::Resource for CompactSlice {
+    const API_VERSION: &'static str = <EndpointSlice as k8s_openapi::Resource>::API_VERSION;
+    const GROUP: &'static str = <EndpointSlice as k8s_openapi::Resource>::GROUP;
+    const KIND: &'static str = <EndpointSlice as k8s_openapi::Resource>::KIND;
+    const VERSION: &'static str = <EndpointSlice as k8s_openapi::Resource>::VERSION;
+    const URL_PATH_SEGMENT: &'static str =
+        <EndpointSlice as k8s_openapi::Resource>::URL_PATH_SEGMENT;
+    type Scope = <EndpointSlice as k8s_openapi::Resource>::Scope;
+}
+
+impl k8s_openapi::Metadata for CompactSlice {
+    type Ty = ObjectMeta;
+
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use k8s_openapi::api::discovery::v1::{EndpointConditions, ForZone};
+
+    use super::*;
+    use crate::compact::LAST_APPLIED;
+
+    #[test]
+    fn an_endpoint_keeps_its_first_address_conditions_node_and_hints_in_a_sixth_of_the_room() {
+        let hints = EndpointHints {
+            for_zones: Some(vec![ForZone { name: "a".into() }]),
+            for_nodes: None,
+        };
+        let endpoint = Endpoint {
+            addresses: vec!["10.0.0.1".into(), "10.0.0.2".into()],
+            conditions: Some(EndpointConditions {
+                ready: Some(false),
+                serving: Some(true),
+                terminating: None,
+            }),
+            node_name: Some("node-1".into()),
+            hints: Some(hints.clone()),
+            hostname: Some("pod-1".into()),
+            zone: Some("a".into()),
+            target_ref: Some(ObjectReference {
+                kind: Some("Pod".into()),
+                name: Some("pod-1".into()),
+                ..ObjectReference::default()
+            }),
+            ..Endpoint::default()
+        };
+        let compact = CompactEndpoint::from(endpoint);
+        assert_eq!(
+            compact,
+            CompactEndpoint {
+                address: Some("10.0.0.1".into()),
+                ready: Some(false),
+                serving: Some(true),
+                terminating: None,
+                node_name: Some("node-1".into()),
+                hints: Some(Box::new(hints)),
+            }
+        );
+        assert_eq!(
+            CompactEndpoint::from(Endpoint::default()),
+            CompactEndpoint::default()
+        );
+        assert!(
+            size_of::<CompactEndpoint>() * 6 <= size_of::<Endpoint>(),
+            "{} bytes against {}",
+            size_of::<CompactEndpoint>(),
+            size_of::<Endpoint>()
+        );
+    }
+
+    #[test]
+    fn a_slice_keeps_its_identity_ports_and_endpoints_and_drops_what_nobody_reads() {
+        let mut metadata = ObjectMeta {
+            name: Some("web-1".into()),
+            namespace: Some("default".into()),
+            uid: Some("u-1".into()),
+            labels: Some([("kubernetes.io/service-name".into(), "web".into())].into()),
+            annotations: Some(
+                [
+                    (LAST_APPLIED.into(), "{}".into()),
+                    ("keep".into(), "me".into()),
+                ]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        };
+        let port = EndpointPort {
+            name: Some("http".into()),
+            port: Some(8080),
+            protocol: Some("TCP".into()),
+            app_protocol: None,
+        };
+        let slice = EndpointSlice {
+            metadata: metadata.clone(),
+            address_type: "IPv4".into(),
+            ports: Some(vec![port.clone()]),
+            endpoints: vec![Endpoint {
+                addresses: vec!["10.0.0.1".into()],
+                ..Endpoint::default()
+            }],
+        };
+        let compact = CompactSlice::from(slice);
+        metadata.annotations = Some([("keep".into(), "me".into())].into());
+        assert_eq!(compact.metadata, metadata);
+        assert_eq!(compact.address_type, "IPv4");
+        assert_eq!(&*compact.ports, [port]);
+        assert_eq!(compact.endpoints.len(), 1);
+        assert_eq!(compact.endpoints[0].address.as_deref(), Some("10.0.0.1"));
+        assert_eq!(
+            <CompactSlice as k8s_openapi::Resource>::KIND,
+            "EndpointSlice"
+        );
+    }
+}
