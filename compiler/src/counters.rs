@@ -142,7 +142,7 @@ pub fn first_of_each_key<K: Ord + Copy>(refs: &mut Vec<CounterRef<K>>) {
 
 /// The element `KEY : "COUNTER"`.
 pub fn element(key: ElementKey, counter: String) -> Element {
-    Element::mapping(key, Value::ObjRef(counter))
+    Element::mapping(key, Value::ObjRef(counter.into()))
 }
 
 /// Fills the main table's counter objects and maps (declared by the skeleton).

@@ -252,7 +252,7 @@ impl Fragment {
             PortOutcome::Endpoints(targets) => {
                 part.hairpin.extend(targets.iter().map(|t| t.addr));
                 part.push_cascade_chain(&names.chain, port.protocol, &targets, affinity);
-                let verdict = Verdict::Goto(names.chain.clone());
+                let verdict = Verdict::Goto(names.chain.clone().into());
                 part.service_ips.push(Dispatch {
                     key,
                     verdict,
@@ -260,7 +260,7 @@ impl Fragment {
                 });
                 return;
             }
-            PortOutcome::Reject => Verdict::Goto(REJECT_CHAIN.to_owned()),
+            PortOutcome::Reject => Verdict::Goto(REJECT_CHAIN.to_owned().into()),
             PortOutcome::Drop => Verdict::Drop,
         };
         let dispatch = Dispatch {
@@ -289,7 +289,7 @@ impl Fragment {
         }
         let part = &mut self.parts[family.index()];
         let PortOutcome::Endpoints(targets) = cluster else {
-            part.no_endpoints(ext, Verdict::Goto(REJECT_CHAIN.to_owned()));
+            part.no_endpoints(ext, Verdict::Goto(REJECT_CHAIN.to_owned().into()));
             return;
         };
         part.hairpin.extend(targets.iter().map(|t| t.addr));
@@ -320,7 +320,7 @@ impl Fragment {
             }
         };
         part.chains.push(chain);
-        part.dispatch_external(ext, &Verdict::Goto(names.external.clone()));
+        part.dispatch_external(ext, &Verdict::Goto(names.external.clone().into()));
     }
 
     /// Adds the `loadBalancerSourceRanges` check of one service port in one family: its
@@ -333,7 +333,7 @@ impl Fragment {
         let part = &mut self.parts[family.index()];
         let chain = firewall::chain(fw.chain, family, fw.ranges, &fw.lb_ips, fw.node_addresses);
         part.chains.push(chain);
-        let verdict = Verdict::Goto(fw.chain.to_owned());
+        let verdict = Verdict::Goto(fw.chain.to_owned().into());
         for &ip in &fw.lb_ips {
             let key = (ip, fw.port.protocol.l4(), fw.port.port);
             part.firewall_ips.push(dispatch(key, &verdict, fw.comment));

@@ -51,6 +51,6 @@ pub fn local(
 }
 
 fn goto(mut stmts: Vec<Stmt>, target: &str) -> Rule {
-    stmts.push(Stmt::Verdict(Verdict::Goto(target.to_owned())));
+    stmts.push(Stmt::Verdict(Verdict::Goto(target.to_owned().into())));
     Rule::new(stmts)
 }

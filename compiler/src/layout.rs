@@ -168,7 +168,11 @@ pub fn skeleton(
 pub fn shard_skeleton(family: IpFamily, k: usize, all_local: bool, nodeport_ips: &Set) -> Table {
     use ChainType::Nat;
     let mut table = Table::new(family.table_family(), shard_table(k));
-    let jump = || Rule::new(vec![Stmt::Verdict(Verdict::Jump(SERVICES.to_owned()))]);
+    let jump = || {
+        Rule::new(vec![Stmt::Verdict(Verdict::Jump(
+            SERVICES.to_owned().into(),
+        ))])
+    };
     table.insert_chain(
         Chain::base("nat-prerouting", Nat, Hook::Prerouting, SHARD_NAT_PRIORITY).with_rule(jump()),
     );
@@ -260,10 +264,11 @@ fn base_chains() -> [Chain; 8] {
                 Expr::Ct(CtKey::State),
                 Expr::Literal(Value::CtFlag(CtFlag::New)),
             ),
-            Stmt::Verdict(Verdict::Jump(target.to_owned())),
+            Stmt::Verdict(Verdict::Jump(target.to_owned().into())),
         ])
     };
-    let jump = |target: &str| Rule::new(vec![Stmt::Verdict(Verdict::Jump(target.to_owned()))]);
+    let jump =
+        |target: &str| Rule::new(vec![Stmt::Verdict(Verdict::Jump(target.to_owned().into()))]);
     [
         Chain::base("filter-prerouting-pre-dnat", Filter, Hook::Prerouting, -110)
             .with_rule(new_jump(FIREWALL_CHECK)),

@@ -42,7 +42,7 @@ pub fn rules(
             )));
         }
         valid.then(|| Value::Ifname {
-            name: name.to_owned(),
+            name: name.to_owned().into(),
             wildcard,
         })
     };

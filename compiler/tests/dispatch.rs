@@ -117,7 +117,7 @@ fn services_reach_their_chains_only_through_map_elements() {
                 panic!("not a goto: {element:?}");
             };
             assert!(
-                table.chains.contains_key(chain),
+                table.chains.contains_key(&**chain),
                 "{chain} is not in {}",
                 id.name
             );

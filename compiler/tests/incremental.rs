@@ -74,7 +74,7 @@ fn counters_are_named_by_their_maps(ruleset: &nftproxy_rules::Ruleset, step: &st
             .filter_map(|m| table.sets.get(*m))
             .flat_map(|m| m.elements.values())
             .filter_map(|e| match &e.value {
-                Some(nftproxy_rules::Value::ObjRef(c)) => Some(c.as_str()),
+                Some(nftproxy_rules::Value::ObjRef(c)) => Some(&**c),
                 _ => None,
             })
             .collect();

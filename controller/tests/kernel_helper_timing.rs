@@ -311,7 +311,7 @@ fn one_endpoint_change_at_10k_as_a_batch_of_our_own() {
     let hairpin = Element::key([probe_ip.clone(), probe_ip.clone()]);
     let vip = Element::mapping(
         [probe_ip, Value::Proto(L4Proto::Tcp), Value::Port(9)],
-        Value::Verdict(Verdict::Goto(some_chain.clone())),
+        Value::Verdict(Verdict::Goto(some_chain.as_str().into())),
     );
     let table_of = |set: &str| {
         if set == "endpoint-hairpin" {

@@ -237,7 +237,7 @@ fn reading_ten_thousand_counters_takes_one_dump() {
         let ip = std::net::Ipv4Addr::new(198, 19, (i / 250) as u8, (i % 250 + 1) as u8);
         map.insert(Element::mapping(
             [Value::Ipv4(ip), Value::Proto(L4Proto::Tcp), Value::Port(80)],
-            Value::ObjRef(name.clone()),
+            Value::ObjRef(name.clone().into()),
         ));
         table.insert_counter(name);
     }

@@ -30,7 +30,7 @@ fn ruleset(services: u32, moved: Option<u32>) -> Ruleset {
         let name = format!("service-ABCDEFGH-ns{i}/svc{i}/tcp/http");
         let vip = Value::Ipv4(Ipv4Addr::from(0xC613_0000 + i));
         let key = vec![vip, Value::Proto(L4Proto::Tcp), Value::Port(80)];
-        let goto = Value::Verdict(Verdict::Goto(name.clone()));
+        let goto = Value::Verdict(Verdict::Goto(name.as_str().into()));
         map.insert(Element::mapping(key, goto).with_comment(format!("ns{i}/svc{i}:http")));
         let mut chain = Chain::regular(name);
         let shift = if moved == Some(i) { 2 } else { 0 };

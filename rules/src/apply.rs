@@ -487,9 +487,9 @@ fn check_element(t: &Table, set: &Set, e: &Element) -> Result<(), Refusal> {
         check_target(t, target)?;
     }
     if let Some(Value::ObjRef(counter)) = &e.value
-        && !t.counters.contains_key(counter.as_str())
+        && !t.counters.contains_key(&**counter)
     {
-        return Err(Refusal::MissingCounter(counter.clone()));
+        return Err(Refusal::MissingCounter(counter.to_string()));
     }
     Ok(())
 }

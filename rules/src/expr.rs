@@ -54,7 +54,7 @@ pub enum Value {
     Int(u32),
     /// An interface name (`"eth0"`), or a wildcard prefix (`"veth*"`) when `wildcard`.
     Ifname {
-        name: String,
+        name: Box<str>,
         wildcard: bool,
     },
     Verdict(Verdict),
@@ -63,7 +63,7 @@ pub enum Value {
     /// A `fib ... type` result such as `local`.
     AddrType(AddrType),
     /// The name of a stateful object (a counter): the value of a `counter` map's element.
-    ObjRef(String),
+    ObjRef(Box<str>),
 }
 
 impl Value {
@@ -138,8 +138,8 @@ pub enum Verdict {
     Drop,
     Return,
     Continue,
-    Jump(String),
-    Goto(String),
+    Jump(Box<str>),
+    Goto(Box<str>),
 }
 
 impl Verdict {

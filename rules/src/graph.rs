@@ -106,7 +106,7 @@ pub fn rule_refers_to_set(rule: &Rule, name: &str) -> bool {
 /// The counter objects the elements of a `counter` map name.
 pub fn map_counters(set: &Set) -> impl Iterator<Item = &str> {
     set.elements.values().filter_map(|e| match &e.value {
-        Some(Value::ObjRef(name)) => Some(name.as_str()),
+        Some(Value::ObjRef(name)) => Some(&**name),
         _ => None,
     })
 }
@@ -312,7 +312,8 @@ mod tests {
         let long = "x".repeat(129);
         let mut t = table_with(vec![Chain::regular("c")]);
         let mut set = crate::model::Set::set("s", vec![DataType::Ipv4Addr]);
-        let key = crate::model::ElementKey(vec![crate::expr::Value::Ipv4([198, 19, 0, 1].into())]);
+        let key =
+            crate::model::ElementKey::from(vec![crate::expr::Value::Ipv4([198, 19, 0, 1].into())]);
         set.elements.insert(
             key.clone(),
             Element {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use crate::digest::{DigestMap, EntryDigest, digest};
 use crate::expr::{Stmt, Value};
@@ -559,18 +559,21 @@ impl Set {
 }
 
 /// The key of a set element: one value per component of the key type.
+///
+/// Shared (`Arc`): a set holds each key twice, as the element's own and as the key it is
+/// stored under, and cloning a key for that is a reference count, not a copy.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ElementKey(pub Vec<Value>);
+pub struct ElementKey(pub Arc<[Value]>);
 
 impl From<Vec<Value>> for ElementKey {
     fn from(values: Vec<Value>) -> Self {
-        ElementKey(values)
+        ElementKey(values.into())
     }
 }
 
 impl<const N: usize> From<[Value; N]> for ElementKey {
     fn from(values: [Value; N]) -> Self {
-        ElementKey(Vec::from(values))
+        ElementKey(Arc::new(values))
     }
 }
 

@@ -259,8 +259,8 @@ fn parse_verdict(json: &Json, ctx: &Ctx) -> Result<Verdict> {
         "drop" => Verdict::Drop,
         "return" => Verdict::Return,
         "continue" => Verdict::Continue,
-        "jump" => Verdict::Jump(target()?),
-        "goto" => Verdict::Goto(target()?),
+        "jump" => Verdict::Jump(target()?.into()),
+        "goto" => Verdict::Goto(target()?.into()),
         _ => return Err(ctx.unsupported("verdict", json)),
     })
 }
@@ -377,11 +377,11 @@ pub(super) fn parse_value(json: &Json, kind: Kind, ctx: &Ctx) -> Result<Value> {
             .map(Value::Int),
         Kind::Ifname => json.as_str().map(|s| match s.strip_suffix('*') {
             Some(prefix) => Value::Ifname {
-                name: prefix.to_string(),
+                name: prefix.to_string().into(),
                 wildcard: true,
             },
             None => Value::Ifname {
-                name: s.to_string(),
+                name: s.to_string().into(),
                 wildcard: false,
             },
         }),
@@ -392,7 +392,9 @@ pub(super) fn parse_value(json: &Json, kind: Kind, ctx: &Ctx) -> Result<Value> {
             _ => None,
         },
         Kind::Verdict => return parse_verdict(json, ctx).map(Value::Verdict),
-        Kind::ObjRef => json.as_str().map(|name| Value::ObjRef(name.to_string())),
+        Kind::ObjRef => json
+            .as_str()
+            .map(|name| Value::ObjRef(name.to_string().into())),
     };
     value.ok_or_else(|| ctx.unsupported("literal", json))
 }

@@ -194,7 +194,7 @@ fn op_json(op: &Op) -> Json {
 
 /// An element's key: one value, or a `concat` of several.
 fn key_json(element: &Element) -> Json {
-    match element.key.0.as_slice() {
+    match &*element.key.0 {
         [one] => value_json(one),
         many => json!({"concat": many.iter().map(value_json).collect::<Vec<_>>()}),
     }

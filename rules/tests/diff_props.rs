@@ -30,7 +30,7 @@ const COUNTERS: [&str; 3] = ["k0", "k1", "ns/k2/tcp/80"];
 
 /// A counter-map value: the name of one of the counter objects a table may declare.
 fn counter_ref() -> impl Strategy<Value = Value> {
-    prop::sample::select(COUNTERS.to_vec()).prop_map(|c| Value::ObjRef(c.to_string()))
+    prop::sample::select(COUNTERS.to_vec()).prop_map(|c| Value::ObjRef(c.to_string().into()))
 }
 
 fn addr() -> impl Strategy<Value = Value> {
@@ -51,8 +51,8 @@ fn map_verdict() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(Verdict::Drop),
         Just(Verdict::Accept),
-        leaf.clone().prop_map(Verdict::Goto),
-        leaf.prop_map(Verdict::Jump),
+        leaf.clone().prop_map(|c| Verdict::Goto(c.into())),
+        leaf.prop_map(|c| Verdict::Jump(c.into())),
     ]
     .prop_map(Value::Verdict)
 }
@@ -194,9 +194,9 @@ fn stmt(index: i32) -> BoxedStrategy<Stmt> {
             (targets, any::<bool>())
                 .prop_map(|(t, j)| {
                     Stmt::Verdict(if j {
-                        Verdict::Jump(t)
+                        Verdict::Jump(t.into())
                     } else {
-                        Verdict::Goto(t)
+                        Verdict::Goto(t.into())
                     })
                 })
                 .boxed(),
@@ -287,7 +287,7 @@ fn drop_dangling(t: &mut Table) {
     for set in t.sets.values_mut() {
         set.elements.retain(|_, e| match &e.value {
             Some(Value::Verdict(v)) => v.target().is_none_or(|c| chains.iter().any(|n| n == c)),
-            Some(Value::ObjRef(c)) => counters.contains(c),
+            Some(Value::ObjRef(c)) => counters.iter().any(|k| **k == **c),
             _ => true,
         });
     }

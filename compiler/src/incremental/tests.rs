@@ -214,7 +214,7 @@ fn legacy_endpoints_count_only_while_the_service_has_no_slice() {
         compiled.targets("198.19.0.1", "TCP", 80),
         ["198.18.0.2:8080"]
     );
-    let goto = Verdict::Goto("reject-chain".to_owned());
+    let goto = Verdict::Goto("reject-chain".to_owned().into());
     let mut without = with_slice.0.clone();
     without.endpoints.clear();
     without.endpoint_slices.clear();

@@ -41,7 +41,7 @@ fn set_of(addr: &str) -> String {
 
 fn service_chain(compiled: &Compiled, vip: &str) -> String {
     match compiled.service_ip(vip, "TCP", 80) {
-        Some((Verdict::Goto(chain), _)) => chain,
+        Some((Verdict::Goto(chain), _)) => chain.to_string(),
         other => panic!("no service chain for {vip}: {other:?}"),
     }
 }

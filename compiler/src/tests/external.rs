@@ -20,7 +20,7 @@ fn two_nodes() -> crate::testing::SliceBuilder {
 
 fn external_chain(verdict: Option<Verdict>) -> String {
     match verdict {
-        Some(Verdict::Goto(chain)) if chain.starts_with("external-") => chain,
+        Some(Verdict::Goto(chain)) if chain.starts_with("external-") => chain.to_string(),
         other => panic!("not an external chain: {other:?}"),
     }
 }

@@ -15,7 +15,7 @@ use crate::testing::{EndpointBuilder, ServiceBuilder, SliceBuilder, service, sli
 use nftproxy_rules::Verdict;
 
 fn goto(chain: &str) -> Verdict {
-    Verdict::Goto(chain.to_owned())
+    Verdict::Goto(chain.to_owned().into())
 }
 
 /// `ns/web`: ClusterIP 198.19.0.10, port `http` 80/TCP.

@@ -27,7 +27,7 @@ fn service_with_one_endpoint_is_a_plain_dnat() {
         chain.starts_with("service-") && chain.ends_with("-ns/web/tcp/http"),
         "{chain}"
     );
-    let rules = &compiled.table_of(Family::Ip).chains[&chain].rules;
+    let rules = &compiled.table_of(Family::Ip).chains[&*chain].rules;
     assert_eq!(rules.len(), 1);
     assert!(!rules[0].stmts.iter().any(|s| matches!(
         s,
@@ -60,7 +60,7 @@ fn several_endpoints_form_a_uniform_cascade_in_address_order() {
     let (Verdict::Goto(chain), _) = compiled.service_ip("198.19.0.10", "TCP", 80).unwrap() else {
         panic!()
     };
-    let moduli: Vec<Option<u32>> = compiled.table_of(Family::Ip).chains[&chain]
+    let moduli: Vec<Option<u32>> = compiled.table_of(Family::Ip).chains[&*chain]
         .rules
         .iter()
         .map(|r| {

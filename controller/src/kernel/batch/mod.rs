@@ -385,7 +385,7 @@ impl Encoder {
             ));
         }
         let mut bytes = Vec::with_capacity(key.len() * 4);
-        for value in key {
+        for value in key.iter() {
             if matches!(value, Value::Prefix(_) | Value::Verdict(_)) {
                 return Err(Unsupported::new("prefixes or verdicts in element keys"));
             }
