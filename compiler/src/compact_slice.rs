@@ -3,7 +3,8 @@
 //! The API's `Endpoint` is a 352-byte struct before its strings (a target reference of
 //! seven optional strings, deprecated topology, hostname, zone…), and a node holds one
 //! per endpoint of every proxied Service: at 100k endpoints, some 45 MB. A proxy reads an
-//! endpoint's first address, its conditions, its node name and its hints. So both readers
+//! endpoint's first address, its conditions, its node name and its hints, and of the
+//! slice's labels (a copy of all its Service's labels) only the Service's name. So both readers
 //! (manifests and the API server) convert each slice as it arrives into a
 //! [`CompactSlice`], whose endpoints are 56 bytes before their strings, and keep only that.
 //!
@@ -16,11 +17,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::compact::compact_meta;
 
+/// The label linking an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
 /// An EndpointSlice reduced to what the compiler reads (see the module documentation).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CompactSlice {
-    /// Without managed fields and `kubectl apply`'s copy (as [`Compact`](crate::Compact)).
+    /// Without managed fields and `kubectl apply`'s copy (as [`Compact`](crate::Compact)),
+    /// and without labels: the one label read is in `service_name`.
     pub metadata: ObjectMeta,
+    /// The `kubernetes.io/service-name` label: the Service the slice belongs to.
+    pub service_name: Option<Box<str>>,
     pub address_type: String,
     /// `ports`; absent and empty are the same to a proxy (no port matches).
     pub ports: Box<[EndpointPort]>,
@@ -45,8 +52,14 @@ impl From<EndpointSlice> for CompactSlice {
     fn from(slice: EndpointSlice) -> Self {
         let mut metadata = slice.metadata;
         compact_meta(&mut metadata);
+        let service_name = metadata
+            .labels
+            .take()
+            .and_then(|mut labels| labels.remove(SERVICE_NAME_LABEL))
+            .map(String::into_boxed_str);
         CompactSlice {
             metadata,
+            service_name,
             address_type: slice.address_type,
             ports: slice.ports.unwrap_or_default().into_boxed_slice(),
             endpoints: slice
@@ -160,7 +173,13 @@ mod tests {
             name: Some("web-1".into()),
             namespace: Some("default".into()),
             uid: Some("u-1".into()),
-            labels: Some([("kubernetes.io/service-name".into(), "web".into())].into()),
+            labels: Some(
+                [
+                    ("kubernetes.io/service-name".into(), "web".into()),
+                    ("app".into(), "web".into()),
+                ]
+                .into(),
+            ),
             annotations: Some(
                 [
                     (LAST_APPLIED.into(), "{}".into()),
@@ -187,7 +206,9 @@ mod tests {
         };
         let compact = CompactSlice::from(slice);
         metadata.annotations = Some([("keep".into(), "me".into())].into());
+        metadata.labels = None;
         assert_eq!(compact.metadata, metadata);
+        assert_eq!(compact.service_name.as_deref(), Some("web"));
         assert_eq!(compact.address_type, "IPv4");
         assert_eq!(&*compact.ports, [port]);
         assert_eq!(compact.endpoints.len(), 1);

@@ -264,11 +264,13 @@ struct State {
     slices: Map<ServiceId, Vec<Arc<CompactSlice>>>,
     legacy: Map<ServiceId, Vec<Arc<Endpoints>>>,
     /// Valid Services.
-    defs: Map<ServiceId, ServiceDef>,
+    /// (Boxed, as are records: a table of 10k entries has 16k slots, and a slot holds a
+    /// pointer rather than a 330-byte value.)
+    defs: Map<ServiceId, Box<ServiceDef>>,
     claims: ClaimIndex,
     /// The Services that lost a conflict, with their losses.
     losses: Map<ServiceId, ServiceLosses>,
-    records: Map<ServiceId, Record>,
+    records: Map<ServiceId, Box<Record>>,
     shared: Shared,
     diagnostics: Counted<Diagnostic>,
     health_checks: Counted<HealthCheck>,
@@ -440,7 +442,7 @@ impl State {
         };
         let id = ServiceId { namespace, name };
         debug_assert!(def.as_ref().is_none_or(|d| d.id == id));
-        if self.defs.get(&id) == def.as_ref() {
+        if self.defs.get(&id).map(Box::as_ref) == def.as_ref() {
             return;
         }
         if let Some(old) = self.defs.remove(&id) {
@@ -448,7 +450,7 @@ impl State {
         }
         if let Some(def) = def {
             self.claims.add(&id, &def);
-            self.defs.insert(id.clone(), def);
+            self.defs.insert(id.clone(), Box::new(def));
         }
         changed.push(id);
     }
@@ -462,7 +464,7 @@ impl State {
         }
         let defs: Vec<&ServiceDef> = contested
             .iter()
-            .filter_map(|id| self.defs.get(*id))
+            .filter_map(|id| self.defs.get(*id).map(Box::as_ref))
             .collect();
         let losses: Map<ServiceId, ServiceLosses> = conflict::resolve(&defs)
             .into_losses()
@@ -543,7 +545,7 @@ impl State {
                 fragment: record,
                 outputs,
             };
-            self.records.insert(id.clone(), record);
+            self.records.insert(id.clone(), Box::new(record));
         }
         if let Some(tables) = pending {
             self.compiled.ruleset = tables.finish(bulk);

@@ -20,8 +20,7 @@ use crate::meta;
 use crate::service::{self, ServiceDef, ServiceError, ServiceId};
 use crate::snapshot::ClusterSnapshot;
 
-/// The label linking an EndpointSlice to its Service.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+pub use crate::compact_slice::SERVICE_NAME_LABEL;
 
 type Key<'a> = (&'a str, &'a str);
 
@@ -115,9 +114,8 @@ pub fn validate_slices<'a>(
 /// The `(namespace, service name)` an EndpointSlice belongs to, or the warning that it
 /// belongs to none.
 pub fn slice_owner(slice: &CompactSlice) -> Result<(&str, &str), Diagnostic> {
-    let labels = slice.metadata.labels.as_ref();
-    match labels.and_then(|l| l.get(SERVICE_NAME_LABEL)) {
-        Some(service) => Ok((meta::namespace(&slice.metadata), service.as_str())),
+    match slice.service_name.as_deref() {
+        Some(service) => Ok((meta::namespace(&slice.metadata), service)),
         None => Err(Diagnostic {
             severity: Severity::Warning,
             object: meta::object_ref("EndpointSlice", &slice.metadata, true),

@@ -40,8 +40,6 @@ use crate::sources::ObjectStores;
 pub const REPORTING_CONTROLLER: &str = "nftproxy";
 /// `action` of every Event: what nftproxy was doing when it found the problem.
 pub const ACTION: &str = "Sync";
-/// The label that names an EndpointSlice's Service.
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// How long one create request may take.
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most one warning about failed posts per this interval.
@@ -76,12 +74,7 @@ impl Lookup for ObjectStores {
         let slice = self.endpoint_slice(namespace, name)?;
         Some(SliceInfo {
             uid: slice.metadata.uid.clone(),
-            service: slice
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                .cloned(),
+            service: slice.service_name.as_deref().map(str::to_owned),
         })
     }
 }
