@@ -414,9 +414,13 @@ fn chain_spec(chain: &Chain) -> String {
     }
 }
 
-fn write_elements(f: &mut Formatter<'_>, elements: &[Element], keys_only: bool) -> fmt::Result {
+fn write_elements<'e>(
+    f: &mut Formatter<'_>,
+    elements: impl IntoIterator<Item = &'e Element>,
+    keys_only: bool,
+) -> fmt::Result {
     f.write_str("{ ")?;
-    for (i, e) in elements.iter().enumerate() {
+    for (i, e) in elements.into_iter().enumerate() {
         if i > 0 {
             f.write_str(", ")?;
         }
@@ -496,13 +500,29 @@ impl Display for Op {
                 write!(f, "delete counter {} {}", TableRef(table), Name(counter))
             }
             Op::CreateTable(t) => {
-                // One command per line, like a transaction; no-ops render to nothing.
+                // One command per line, like a transaction. A set's elements are written
+                // from the set in one command: nothing is copied, and libnftables
+                // keeps less after a few big commands than after many small ones.
+                let (declarations, filled, rules) = crate::transaction::creation_stages(t);
+                let id = t.id();
                 let mut first = true;
-                for op in crate::transaction::creating(t).filter(|op| !op_is_noop(op)) {
-                    if !first {
+                let mut separate = |f: &mut Formatter<'_>| {
+                    if !std::mem::replace(&mut first, false) {
                         writeln!(f)?;
                     }
-                    first = false;
+                    Ok(())
+                };
+                for op in declarations {
+                    separate(f)?;
+                    write!(f, "{op}")?;
+                }
+                for set in filled {
+                    separate(f)?;
+                    write!(f, "add element {} {} ", TableRef(&id), Name(&set.name))?;
+                    write_elements(f, set.elements.values(), false)?;
+                }
+                for op in rules {
+                    separate(f)?;
                     write!(f, "{op}")?;
                 }
                 Ok(())
@@ -522,7 +542,8 @@ pub(crate) fn op_is_noop(op: &Op) -> bool {
 /// Writes one command per line, in order: the script `nft -f` runs as one transaction.
 impl Display for Transaction {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        for op in self.iter().filter(|op| !op_is_noop(op)) {
+        // A table's creation renders itself (see `Op::CreateTable`), many lines at once.
+        for op in self.ops.iter().filter(|op| !op_is_noop(op)) {
             writeln!(f, "{op}")?;
         }
         Ok(())

@@ -299,3 +299,72 @@ fn counters_render_first_and_counter_maps_quote_their_values() {
     };
     assert_eq!(del.to_string(), "delete counter ip nftproxy c");
 }
+
+#[test]
+fn a_created_table_writes_each_set_s_elements_in_one_command_and_everything_else_as_its_ops() {
+    let mut table = crate::fixtures::every_construct()
+        .tables
+        .into_values()
+        .next()
+        .unwrap();
+    let mut big = Set::set("big", vec![DataType::Ipv4Addr]);
+    let count = 3 * crate::transaction::ELEMENTS_PER_OP + 7;
+    for i in 0..count {
+        let addr = std::net::Ipv4Addr::from(0x0a00_0000 + u32::try_from(i).unwrap());
+        big.insert(Element::key(vec![Value::Ipv4(addr)]));
+    }
+    table.insert_set(big);
+    let tx = Transaction {
+        ops: vec![Op::CreateTable(table.clone())],
+    };
+    let script = tx.to_string();
+    let big_lines: Vec<&str> = script
+        .lines()
+        .filter(|l| l.starts_with("add element ip ") && l.contains(" big "))
+        .collect();
+    assert_eq!(big_lines.len(), 1, "one command for the big set");
+    assert_eq!(big_lines[0].matches(", ").count() + 1, count);
+    // Apart from the element commands, the lines are those of the ops, in order; and the
+    // element commands hold exactly the elements of the ops.
+    let ops = crate::transaction::table_creation_ops(&table);
+    let op_lines: Vec<String> = ops
+        .iter()
+        .filter(|op| !matches!(op, Op::AddElements { .. }))
+        .map(ToString::to_string)
+        .collect();
+    let script_lines: Vec<&str> = script
+        .lines()
+        .filter(|l| !l.starts_with("add element "))
+        .collect();
+    assert_eq!(script_lines, op_lines);
+    let mut from_ops: Vec<String> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::AddElements { set, elements, .. } => Some(
+                elements
+                    .iter()
+                    .map(|e| format!("{set} {e}"))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let mut from_script: Vec<String> = Vec::new();
+    for set in table.sets.values() {
+        from_script.extend(set.elements.values().map(|e| format!("{} {e}", set.name)));
+    }
+    from_ops.sort();
+    from_script.sort();
+    assert_eq!(from_ops, from_script);
+    let element_commands = script
+        .lines()
+        .filter(|l| l.starts_with("add element "))
+        .count();
+    let filled = table
+        .sets
+        .values()
+        .filter(|s| !s.elements.is_empty())
+        .count();
+    assert_eq!(element_commands, filled);
+}

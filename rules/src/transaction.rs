@@ -148,9 +148,27 @@ pub fn table_creation_ops(table: &crate::model::Table) -> Vec<Op> {
 
 /// [`table_creation_ops`], made one at a time.
 pub(crate) fn creating(t: &Table) -> impl Iterator<Item = Op> + '_ {
+    let (declarations, filled, rules) = creation_stages(t);
     let id = t.id();
-    let (counters, sets, chains, elements) = (id.clone(), id.clone(), id.clone(), id.clone());
-    std::iter::once(Op::AddTable(t.declaration()))
+    declarations
+        .chain(filled.flat_map(move |s| adding_elements(id.clone(), s)))
+        .chain(rules)
+}
+
+/// The three stages of a table's creation: the declarations (table, counters, sets,
+/// chains), then the sets that have elements (whose `AddElements` come next), then the
+/// rules. A renderer that can write a set's elements from the set itself takes the
+/// stages apart; [`creating`] puts them together.
+pub(crate) fn creation_stages(
+    t: &Table,
+) -> (
+    impl Iterator<Item = Op> + '_,
+    impl Iterator<Item = &crate::model::Set> + '_,
+    impl Iterator<Item = Op> + '_,
+) {
+    let id = t.id();
+    let (counters, sets, chains) = (id.clone(), id.clone(), id.clone());
+    let declarations = std::iter::once(Op::AddTable(t.declaration()))
         .chain(t.counters.keys().map(move |c| Op::AddCounter {
             table: counters.clone(),
             counter: c.clone(),
@@ -162,20 +180,17 @@ pub(crate) fn creating(t: &Table) -> impl Iterator<Item = Op> + '_ {
         .chain(t.chains.values().map(move |c| Op::AddChain {
             table: chains.clone(),
             chain: c.declaration(),
-        }))
-        .chain(
-            t.sets
-                .values()
-                .flat_map(move |s| adding_elements(elements.clone(), s)),
-        )
-        .chain(t.chains.values().flat_map(move |c| {
-            let id = id.clone();
-            c.rules.iter().map(move |r| Op::AddRule {
-                table: id.clone(),
-                chain: c.name.clone(),
-                rule: r.clone(),
-            })
-        }))
+        }));
+    let filled = t.sets.values().filter(|s| !s.elements.is_empty());
+    let rules = t.chains.values().flat_map(move |c| {
+        let id = id.clone();
+        c.rules.iter().map(move |r| Op::AddRule {
+            table: id.clone(),
+            chain: c.name.clone(),
+            rule: r.clone(),
+        })
+    });
+    (declarations, filled, rules)
 }
 
 /// The most elements one `AddElements` of a table's creation holds: a set of 100k
