@@ -1,8 +1,9 @@
 //! Trims decoded Kubernetes objects to what nftproxy keeps: no spare capacity, no fields it never reads.
 //!
-//! A decoder grows its vectors by doubling, so a list of 10 holds room for 16. Both readers (`--manifests` and the API server) hold every object for as long as it
-//! exists, so they trim each one once, as it arrives. EndpointSlices, a node's bulk, are
-//! converted instead (see `compact_slice`).
+//! A decoder grows its vectors by doubling, so a list of 10 holds room for 16. Both
+//! readers (`--manifests` and the API server) hold every object for as long as it exists,
+//! so they trim each one once, as it arrives. EndpointSlices, a node's bulk, are converted
+//! instead (see `compact_slice`).
 
 use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
 use k8s_openapi::api::networking::v1::ServiceCIDR;

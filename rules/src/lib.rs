@@ -2,7 +2,7 @@
 //!
 //! This crate speaks nft's own words (table, chain, set, map, element, rule; add, flush,
 //! delete) and knows nothing of Kubernetes, async or I/O. The compiler builds a [`Ruleset`];
-//! [`diff`] turns two rulesets into a [`Transaction`]; the controller sends the transaction's
+//! [`diff()`] turns two rulesets into a [`Transaction`]; the controller sends the transaction's
 //! JSON to libnftables. `Display` renders the nft script a human reviews.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]

@@ -6,7 +6,7 @@
 //! and renders every object), and parsing that listing back into the model is what the
 //! diff needs only when something differs. So the table the sync expects is encoded as the
 //! batch that would create it, the kernel's table is dumped (chains, rules, sets, elements,
-//! objects), and the two are compared in the canonical form of [`canonical`]. When they are
+//! objects), and the two are compared in the canonical form of [`canonical`](super::canonical). When they are
 //! equal, the expected table *is* the kernel's; when they are not (or the encoder does not
 //! cover the table), the caller lists that one table through libnftables.
 
