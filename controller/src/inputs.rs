@@ -37,7 +37,8 @@ impl fmt::Display for Origin {
 #[derive(Debug, Default)]
 pub struct Inputs {
     pub snapshot: ClusterSnapshot,
-    /// Where each object of the snapshot was decoded.
+    /// Where each object of the snapshot was decoded ([`load`] only; empty from
+    /// [`load_keeping`]).
     pub origins: BTreeMap<ObjectRef, Origin>,
     /// Formatted warning lines about the input itself (unknown kinds, duplicates).
     pub warnings: Vec<String>,
@@ -237,7 +238,7 @@ pub fn load(args: &[PathBuf]) -> Result<Inputs, InputError> {
             collector.add(&file, line, object);
         }
     }
-    Ok(collector.finish())
+    Ok(collector.finish(Origins::Keep))
 }
 
 /// Like [`load`] for a long-running reader. A file whose size and modification time are
@@ -245,6 +246,7 @@ pub fn load(args: &[PathBuf]) -> Result<Inputs, InputError> {
 /// then (`cache`, updated here). A file that cannot be read or decoded does not stop the
 /// others: it contributes what it held when it last decoded, and its error is returned
 /// beside the inputs, so one broken edit never removes what the file programmed before.
+/// Leaves [`Inputs::origins`] empty.
 pub fn load_keeping(
     args: &[PathBuf],
     cache: &mut FileCache,
@@ -279,7 +281,16 @@ pub fn load_keeping(
             collector.add_shared(&file, line, object);
         }
     }
-    Ok((collector.finish(), errors))
+    // `run` logs diagnostics by object and never looks an origin up: building the map
+    // of every object's FILE:LINE at each change would be work for nothing.
+    Ok((collector.finish(Origins::Drop), errors))
+}
+
+/// Whether [`Inputs::origins`] is filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origins {
+    Keep,
+    Drop,
 }
 
 /// Objects gathered from all sources, keyed by identity (a later duplicate wins, with a
@@ -323,7 +334,7 @@ impl Collector {
         self.objects.insert(key, (origin, object));
     }
 
-    fn finish(self) -> Inputs {
+    fn finish(self, origins: Origins) -> Inputs {
         let mut inputs = Inputs {
             warnings: self.warnings,
             ..Inputs::default()
@@ -338,7 +349,9 @@ impl Collector {
                 Shared::ServiceCidr(o) => snapshot.service_cidrs.push(o),
                 Shared::Other(_) => continue,
             }
-            inputs.origins.insert(key, origin);
+            if origins == Origins::Keep {
+                inputs.origins.insert(key, origin);
+            }
         }
         inputs
     }
@@ -420,7 +433,7 @@ mod tests {
             };
             collector.add(file, line, Object::Node(Box::new(node)));
         }
-        let inputs = collector.finish();
+        let inputs = collector.finish(Origins::Keep);
         assert_eq!(inputs.snapshot.nodes.len(), 1);
         assert_eq!(
             inputs.origins[&ObjectRef::new("Node", None, "n")].to_string(),
@@ -468,6 +481,7 @@ mod tests {
         let (first, errors) = load_keeping(&args, &mut cache).unwrap();
         assert!(errors.is_empty());
         assert_eq!(names(&first), ["a", "b"]);
+        assert!(first.origins.is_empty(), "run never looks an origin up");
 
         // b changes (another size, so the stamp differs whatever the clock's resolution).
         std::fs::write(dir.path().join("b.yaml"), node("b2")).unwrap();
