@@ -224,12 +224,7 @@ fn compile_and_check(
 fn check_cli(dir: &Path, text: &str, tally: &mut Tally) {
     let file = dir.join("fuzzed.yaml");
     std::fs::write(&file, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nftproxy"))
-        .args(["compile", "--hostname", "node-1"])
-        .arg(&file)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = common::cli::compile_file(&file);
     let stderr = String::from_utf8_lossy(&out.stderr);
     match out.status.code() {
         Some(0 | 1) => {}

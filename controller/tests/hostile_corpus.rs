@@ -546,6 +546,19 @@ fn duplicates_and_conflicts_are_decided_the_same_whatever_the_order() {
     assert!(!forward.diagnostics.is_empty());
 }
 
+/// Service `mixed` (198.19.9.8:80) with one IPv4 slice of `endpoints`.
+fn mixed(endpoints: Value) -> Vec<Value> {
+    vec![
+        service(
+            "default",
+            "mixed",
+            "198.19.9.8",
+            json!([tcp_port("http", json!(80))]),
+        ),
+        slice("default", "mixed-1", "mixed", "IPv4", endpoints),
+    ]
+}
+
 #[test]
 fn bad_addresses_ports_and_timeouts_are_refused_naming_the_object() {
     if !kernel_tests_enabled("bad_addresses_ports_and_timeouts_are_refused_naming_the_object") {
@@ -648,26 +661,12 @@ fn bad_addresses_ports_and_timeouts_are_refused_naming_the_object() {
         ),
         (
             "IPv6 endpoint in an IPv4 slice, mapped endpoint, loopback endpoint",
-            vec![
-                service(
-                    "default",
-                    "mixed",
-                    "198.19.9.8",
-                    json!([tcp_port("http", json!(80))]),
-                ),
-                slice(
-                    "default",
-                    "mixed-1",
-                    "mixed",
-                    "IPv4",
-                    json!([
-                        ready("2001:db8:18:2::9", "node-2"),
-                        ready("::ffff:198.18.2.9", "node-2"),
-                        ready("127.0.0.1", "node-2"),
-                        ready("198.18.2.9", "node-2"),
-                    ]),
-                ),
-            ],
+            mixed(json!([
+                ready("2001:db8:18:2::9", "node-2"),
+                ready("::ffff:198.18.2.9", "node-2"),
+                ready("127.0.0.1", "node-2"),
+                ready("198.18.2.9", "node-2"),
+            ])),
             false,
         ),
         (
@@ -725,22 +724,10 @@ fn bad_addresses_ports_and_timeouts_are_refused_naming_the_object() {
     }
     // The endpoints that are right still serve: 198.18.2.9 of `mixed` is programmed.
     let mut objects = baseline();
-    objects.push(service(
-        "default",
-        "mixed",
-        "198.19.9.8",
-        json!([tcp_port("http", json!(80))]),
-    ));
-    objects.push(slice(
-        "default",
-        "mixed-1",
-        "mixed",
-        "IPv4",
-        json!([
-            ready("2001:db8:18:2::9", "node-2"),
-            ready("198.18.2.9", "node-2")
-        ]),
-    ));
+    objects.extend(mixed(json!([
+        ready("2001:db8:18:2::9", "node-2"),
+        ready("198.18.2.9", "node-2")
+    ])));
     assert!(
         compiled(&objects)
             .ruleset
@@ -757,12 +744,7 @@ fn nftproxy_compile_names_the_file_and_line_of_a_hostile_document() {
     let file = dir.path().join("hostile.yaml");
     let text = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec:\n  clusterIP: 198.19.0.10\n  ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: \"x; flush ruleset\", namespace: default}\nspec:\n  clusterIP: 198.19.0.11\n  ports: [{name: http, protocol: TCP, port: 80}]\n";
     std::fs::write(&file, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nftproxy"))
-        .args(["compile", "--hostname", "node-1"])
-        .arg(&file)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = common::cli::compile_file(&file);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");

@@ -6,38 +6,18 @@
 //! `NFTPROXY_REQUIRE_ROOT_TESTS=1`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[allow(dead_code)]
-#[path = "../../controller/tests/common/netns.rs"]
-mod netns;
+mod common;
 
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
-use netns::{NetNs, kernel_tests_enabled};
-use nftproxy_wire::{Format, Request, Response, read_response, write_request};
+use common::netns::{NetNs, kernel_tests_enabled};
+use common::{HELPER, ask, run, spawn_piped};
+use nftproxy_wire::{Format, Request, Response};
 
 /// Starts the helper inside `ns` with all three standard streams piped.
 fn start(ns: &NetNs) -> Child {
-    ns.run_inside(|| {
-        Command::new(env!("CARGO_BIN_EXE_nftproxy-nft"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the helper starts")
-    })
-}
-
-fn ask(child: &mut Child, request: &Request) -> Response {
-    write_request(child.stdin.as_mut().unwrap(), request).unwrap();
-    read_response(child.stdout.as_mut().unwrap()).unwrap()
-}
-
-fn run(format: Format, commands: &str) -> Request {
-    Request::Run {
-        format,
-        commands: commands.into(),
-    }
+    spawn_piped(ns, Command::new(HELPER))
 }
 
 #[test]

@@ -10,16 +10,15 @@
 //! `NFTPROXY_REQUIRE_ROOT_TESTS=1`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[allow(dead_code)]
-#[path = "../../controller/tests/common/netns.rs"]
-mod netns;
+mod common;
 
 use std::fmt::Write as _;
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
-use netns::{NetNs, kernel_tests_enabled};
-use nftproxy_wire::{Format, Request, Response, read_response, write_request};
+use common::netns::{NetNs, kernel_tests_enabled};
+use common::{HELPER, ask, run, spawn_piped};
+use nftproxy_wire::{Format, Request, Response};
 
 /// memcheck's exit status when it found an error (any status but the helper's own).
 const VALGRIND_ERROR: i32 = 99;
@@ -33,39 +32,21 @@ fn valgrind_available() -> bool {
 
 /// The helper under memcheck, inside `ns`, its log in `log`.
 fn start_under_valgrind(ns: &NetNs, log: &std::path::Path) -> Child {
-    let log = log.to_owned();
-    ns.run_inside(move || {
-        Command::new("valgrind")
-            .arg("--tool=memcheck")
-            .arg(format!("--error-exitcode={VALGRIND_ERROR}"))
-            .arg("--leak-check=full")
-            .arg("--errors-for-leak-kinds=definite")
-            .arg("--show-leak-kinds=definite")
-            .arg(format!("--log-file={}", log.display()))
-            .arg(concat!(
-                "--suppressions=",
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/valgrind.supp"
-            ))
-            .arg(env!("CARGO_BIN_EXE_nftproxy-nft"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("valgrind starts")
-    })
-}
-
-fn ask(child: &mut Child, request: &Request) -> Response {
-    write_request(child.stdin.as_mut().unwrap(), request).unwrap();
-    read_response(child.stdout.as_mut().unwrap()).unwrap()
-}
-
-fn run(format: Format, commands: &str) -> Request {
-    Request::Run {
-        format,
-        commands: commands.into(),
-    }
+    let mut valgrind = Command::new("valgrind");
+    valgrind
+        .arg("--tool=memcheck")
+        .arg(format!("--error-exitcode={VALGRIND_ERROR}"))
+        .arg("--leak-check=full")
+        .arg("--errors-for-leak-kinds=definite")
+        .arg("--show-leak-kinds=definite")
+        .arg(format!("--log-file={}", log.display()))
+        .arg(concat!(
+            "--suppressions=",
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/valgrind.supp"
+        ))
+        .arg(HELPER);
+    spawn_piped(ns, valgrind)
 }
 
 /// A table with a map of `n` elements and a chain that uses it, as an nft script.

@@ -1,6 +1,7 @@
 //! Support shared by the controller's integration tests (each test file includes what it uses).
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod figures;
 pub mod generated;
 pub mod http;
