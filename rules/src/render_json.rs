@@ -1,9 +1,9 @@
 //! Renders the model as libnftables JSON (`nft -j -f`), the form the controller sends.
 //!
-//! A whole ruleset becomes the commands that create it from nothing, ordered so that every
-//! reference resolves when the kernel meets it: tables, then counter objects, then sets and
-//! maps, then chains, then set elements (verdicts may name chains, counter maps name
-//! counters), then rules. A transaction becomes one
+//! A whole ruleset becomes the commands that create it from nothing, table after table,
+//! each ordered so that every reference resolves when the kernel meets it: the table, then
+//! counter objects, then sets and maps, then chains, then set elements (verdicts may name
+//! chains, counter maps name counters), then rules. A transaction becomes one
 //! command object per op. The JSON shapes are the ones nft 1.0.6's parser accepts; where
 //! nft offers several spellings this module picks one and always uses it. Comments and
 //! interface names are sanitised exactly as in the script renderer, so loading either form
@@ -359,10 +359,16 @@ mod tests {
             "element" => 3,
             _ => 4,
         };
-        let mut sorted = kinds.clone();
-        sorted.sort_by_key(|k| rank(k));
-        assert_eq!(kinds, sorted, "objects are not in dependency order");
-        assert!(kinds.contains(&"rule"));
+        // Table after table (no table refers to another), each in dependency order.
+        let tables: Vec<&[&str]> = kinds.chunk_by(|_, next| *next != "table").collect();
+        assert_eq!(tables.len(), every_construct().tables.len());
+        for table in tables {
+            let mut sorted = table.to_vec();
+            sorted.sort_by_key(|k| rank(k));
+            assert_eq!(table, sorted, "objects are not in dependency order");
+            assert_eq!(table[0], "table");
+            assert!(table.contains(&"rule"));
+        }
     }
 
     #[test]

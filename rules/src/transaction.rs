@@ -133,12 +133,13 @@ impl Transaction {
     }
 }
 
-/// The ops that create `ruleset` where none of its tables exist, in an order where every
-/// reference resolves: tables, counter objects, sets and maps (declarations), chains
-/// (declarations), set elements (verdicts may name chains, counter maps name counters),
-/// then rules (which may name sets and chains).
+/// The ops that create `ruleset` where none of its tables exist: table after table (no
+/// table refers to another), each in an order where every reference resolves: the table,
+/// counter objects, sets and maps (declarations), chains (declarations), set elements
+/// (verdicts may name chains, counter maps name counters), then rules (which may name sets
+/// and chains).
 pub fn creation_ops(ruleset: &crate::model::Ruleset) -> Vec<Op> {
-    creation_ops_of(ruleset.tables.values())
+    ruleset.tables.values().flat_map(creating).collect()
 }
 
 /// The ops that create `table` where it does not exist, in the order of [`creation_ops`].
@@ -220,44 +221,6 @@ fn creation_op_count(t: &Table) -> usize {
         .sum();
     let rules: usize = t.chains.values().map(|c| c.rules.len()).sum();
     1 + t.counters.len() + t.sets.len() + t.chains.len() + element_ops + rules
-}
-
-fn creation_ops_of<'a>(tables: impl Iterator<Item = &'a crate::model::Table> + Clone) -> Vec<Op> {
-    let mut ops: Vec<Op> = tables
-        .clone()
-        .map(|t| Op::AddTable(t.declaration()))
-        .collect();
-    for t in tables.clone() {
-        ops.extend(t.counters.keys().map(|c| Op::AddCounter {
-            table: t.id(),
-            counter: c.clone(),
-        }));
-    }
-    for t in tables.clone() {
-        ops.extend(t.sets.values().map(|s| Op::AddSet {
-            table: t.id(),
-            set: s.declaration(),
-        }));
-    }
-    for t in tables.clone() {
-        ops.extend(t.chains.values().map(|c| Op::AddChain {
-            table: t.id(),
-            chain: c.declaration(),
-        }));
-    }
-    for t in tables.clone() {
-        ops.extend(t.sets.values().flat_map(|s| adding_elements(t.id(), s)));
-    }
-    for t in tables {
-        for c in t.chains.values() {
-            ops.extend(c.rules.iter().map(|r| Op::AddRule {
-                table: t.id(),
-                chain: c.name.clone(),
-                rule: r.clone(),
-            }));
-        }
-    }
-    ops
 }
 
 #[cfg(test)]
