@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::netns::{NetNs, kernel_tests_enabled};
+use common::process::status_kib;
 use common::proxy::Proxy;
 
 const SERVICES: usize = 10_000;
@@ -89,16 +90,8 @@ fn churn(n: usize) -> String {
 
 /// `VmHWM` and `VmRSS` of `pid`, in KiB.
 fn memory_of(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or_default()
-    };
-    (field("VmHWM:"), field("VmRSS:"))
+    let field = |name| status_kib(pid, name).expect("the process is running");
+    (field("VmHWM"), field("VmRSS"))
 }
 
 /// `VmRSS` of `pid` in KiB after asking its C allocator to give back every free page
@@ -143,15 +136,9 @@ impl Sampler {
         let (s, st) = (Arc::clone(&samples), Arc::clone(&stop));
         let thread = std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
-                let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+                let Some(rss) = status_kib(pid, "VmRSS") else {
                     return;
                 };
-                let rss = status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.split_whitespace().next())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or_default();
                 s.lock().unwrap().push((Instant::now(), rss));
                 std::thread::sleep(Duration::from_millis(20));
             }

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::netns::kernel_tests_enabled;
+use common::process::status_kib;
 use common::proxy::{Proxy, compiled_manifests, wait_kernel_equal};
 use common::rng::{Rng, seed_from};
 use lab::{Lab, Member, Proto, at};
@@ -163,13 +164,6 @@ fn churn_once(rng: &mut Rng, dir: &Path) {
     }
 }
 
-/// `VmRSS` of `pid` in KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 fn seconds() -> u64 {
     std::env::var("NFTPROXY_SOAK_SECONDS")
         .ok()
@@ -286,8 +280,8 @@ fn churn_never_fails_a_connection_to_stable_services_and_the_kernel_follows() {
             changes += 1;
             std::thread::sleep(Duration::from_millis(50 + rng.below(200) as u64));
             if Instant::now() >= next_sample {
-                proxy_rss.push(rss_kib(proxy.pid()).expect("nftproxy is running"));
-                helper_rss.push(rss_kib(helper).expect("the helper is running"));
+                proxy_rss.push(status_kib(proxy.pid(), "VmRSS").expect("nftproxy is running"));
+                helper_rss.push(status_kib(helper, "VmRSS").expect("the helper is running"));
                 next_sample += Duration::from_secs(1);
             }
             if Instant::now() >= next_check {

@@ -42,3 +42,16 @@ pub fn wait_for_exit(pid: u32, limit: Duration) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`...), in KiB; `None` once the
+/// process is gone or without the field.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
