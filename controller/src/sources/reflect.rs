@@ -23,8 +23,9 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
 /// each plus a random part of up to as much again; back to 0.8 s after two minutes
 /// without failure. kube's default (client-go's too) stops doubling at 30 s, so after an
 /// outage of a minute the watchers came back up to 60 s after the API server did (measured:
-/// 67 s); with 10 s they come back within 20 s, and a node's four watchers still ask only
-/// about once every 15 s each while the server is away.
+/// 67 s); with 10 s (at most 20 s with jitter) they come back within about 21 s (measured:
+/// 12-21 s), and a node's four watchers still ask only about once every 15 s each while the
+/// server is away.
 fn retry_backoff() -> ResetTimerBackoff<watcher::ExponentialBackoff> {
     let exponential = backon::ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(800))
