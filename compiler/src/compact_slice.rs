@@ -6,7 +6,8 @@
 //! endpoint's first address, its conditions, its node name and its hints, and of the
 //! slice's labels (a copy of all its Service's labels) only the Service's name. So both readers
 //! (manifests and the API server) convert each slice as it arrives into a
-//! [`CompactSlice`], whose endpoints are 56 bytes before their strings, and keep only that.
+//! [`CompactSlice`], whose endpoints are 64 bytes with their address inline and their
+//! node's name shared (see `compact_text`), and keep only that.
 //!
 //! A `CompactSlice` is an EndpointSlice to everything that handles API objects
 //! (`k8s_openapi::Resource` and `Metadata`, hence kube's `Resource` too): it has the same
@@ -15,7 +16,10 @@
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointHints, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use std::sync::Arc;
+
 use crate::compact::compact_meta;
+use crate::compact_text::{InlineStr, node_name};
 
 /// The label linking an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -23,8 +27,9 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// An EndpointSlice reduced to what the compiler reads (see the module documentation).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CompactSlice {
-    /// Without managed fields and `kubectl apply`'s copy (as [`Compact`](crate::Compact)),
-    /// and without labels: the one label read is in `service_name`.
+    /// Without managed fields, annotations (the EndpointSlice controller's
+    /// `endpoints.kubernetes.io/last-change-trigger-time`, `kubectl apply`'s copy) and
+    /// labels: the one label read is in `service_name`.
     pub metadata: ObjectMeta,
     /// The `kubernetes.io/service-name` label: the Service the slice belongs to.
     pub service_name: Option<Box<str>>,
@@ -39,12 +44,13 @@ pub struct CompactSlice {
 pub struct CompactEndpoint {
     /// `addresses[0]`: the API says its addresses are fungible and consumers may use the
     /// first alone, as kube-proxy does. `None` when the list is empty.
-    pub address: Option<Box<str>>,
+    pub address: Option<InlineStr>,
     /// `conditions.ready`, `.serving`, `.terminating`, unset when the API left them unset.
     pub ready: Option<bool>,
     pub serving: Option<bool>,
     pub terminating: Option<bool>,
-    pub node_name: Option<Box<str>>,
+    /// Shared with every endpoint on the same node (see [`node_name`]).
+    pub node_name: Option<Arc<str>>,
     pub hints: Option<Box<EndpointHints>>,
 }
 
@@ -52,6 +58,7 @@ impl From<EndpointSlice> for CompactSlice {
     fn from(slice: EndpointSlice) -> Self {
         let mut metadata = slice.metadata;
         compact_meta(&mut metadata);
+        metadata.annotations = None;
         let service_name = metadata
             .labels
             .take()
@@ -75,15 +82,11 @@ impl From<Endpoint> for CompactEndpoint {
     fn from(endpoint: Endpoint) -> Self {
         let conditions = endpoint.conditions.unwrap_or_default();
         CompactEndpoint {
-            address: endpoint
-                .addresses
-                .into_iter()
-                .next()
-                .map(String::into_boxed_str),
+            address: endpoint.addresses.into_iter().next().map(InlineStr::from),
             ready: conditions.ready,
             serving: conditions.serving,
             terminating: conditions.terminating,
-            node_name: endpoint.node_name.map(String::into_boxed_str),
+            node_name: endpoint.node_name.map(node_name),
             hints: endpoint.hints.map(Box::new),
         }
     }
@@ -205,7 +208,7 @@ mod tests {
             }],
         };
         let compact = CompactSlice::from(slice);
-        metadata.annotations = Some([("keep".into(), "me".into())].into());
+        metadata.annotations = None;
         metadata.labels = None;
         assert_eq!(compact.metadata, metadata);
         assert_eq!(compact.service_name.as_deref(), Some("web"));

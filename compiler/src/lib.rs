@@ -14,6 +14,7 @@
 
 pub mod compact;
 pub mod compact_slice;
+pub mod compact_text;
 pub mod config;
 pub mod diagnostic;
 pub mod kube_proxy_config;
