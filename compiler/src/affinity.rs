@@ -116,7 +116,7 @@ pub fn sticky_rule(target: &Target, set: &str, protocol: Protocol) -> Rule {
         Stmt::Match {
             left: Expr::Payload(family.saddr()),
             op: CmpOp::In,
-            right: Expr::SetRef(set.to_owned()),
+            right: Expr::SetRef(set.into()),
         },
         Stmt::eq(
             Expr::Meta(MetaKey::L4proto),

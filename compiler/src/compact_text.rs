@@ -32,8 +32,11 @@ enum Repr {
 impl InlineStr {
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            Repr::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)])
-                .expect("an InlineStr holds the bytes of a str"),
+            // Always UTF-8: the bytes were copied whole from a `str` (never the empty
+            // fallback).
+            Repr::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
             Repr::Heap(text) => text,
         }
     }

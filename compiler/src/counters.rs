@@ -85,7 +85,7 @@ pub fn maps(family: IpFamily) -> [Set; 2] {
 /// (`nodeport`) followed by `counter name meta l4proto . th dport map @nodeport-counters`.
 pub fn rules(family: IpFamily, mut nodeport: Vec<Stmt>) -> [Rule; 2] {
     let service = Stmt::CounterMap {
-        key: Expr::Concat(vec![
+        key: Expr::concat(vec![
             Expr::Payload(family.daddr()),
             Expr::Meta(MetaKey::L4proto),
             Expr::Payload(PayloadField::ThDport),
@@ -93,7 +93,7 @@ pub fn rules(family: IpFamily, mut nodeport: Vec<Stmt>) -> [Rule; 2] {
         map: SERVICE_COUNTERS.to_owned(),
     };
     nodeport.push(Stmt::CounterMap {
-        key: Expr::Concat(vec![
+        key: Expr::concat(vec![
             Expr::Meta(MetaKey::L4proto),
             Expr::Payload(PayloadField::ThDport),
         ]),

@@ -22,8 +22,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use nftproxy_rules::{
-    Chain, Element, ElementKey, Expr, L4Proto, MetaKey, Rule, Ruleset, Set, Stmt, Stmts, Table,
-    Value, Verdict,
+    Chain, Element, ElementKey, Expr, L4Proto, MetaKey, Rule, Ruleset, Set, Stmt, Table, Value,
+    Verdict,
 };
 
 use crate::affinity::{self, Affinity};
@@ -53,7 +53,7 @@ impl<K> Dispatch<K> {
         Element {
             key,
             value: Some(Value::Verdict(self.verdict)),
-            comment: Some(self.comment),
+            comment: Some(self.comment.into()),
         }
     }
 }
@@ -446,7 +446,7 @@ fn finish_table(
     service_cidrs.sort_unstable();
     service_cidrs.dedup();
     fill(&mut sets.service_cidrs, service_cidrs, |net| {
-        ElementKey::from([Value::Prefix(net)])
+        ElementKey::from([Value::Prefix(Box::new(net))])
     });
     fill(
         &mut sets.endpoint_hairpin,
@@ -615,7 +615,11 @@ fn push_cascade(
     let count = targets.len();
     for (i, target) in targets.iter().enumerate() {
         let remaining = count - i;
-        let mut stmts = Stmts::with_capacity(3 + usize::from(sets.is_some()));
+        let affinity_set = sets.and_then(|sets| sets.get(i));
+        // Exactly sized: the rule keeps the statements as a boxed slice.
+        let mut stmts = Vec::with_capacity(
+            2 + usize::from(remaining > 1) + usize::from(affinity_set.is_some()),
+        );
         if remaining > 1 {
             stmts.push(Stmt::eq(
                 Expr::NumgenRandom {
@@ -628,7 +632,7 @@ fn push_cascade(
             Expr::Meta(MetaKey::L4proto),
             Expr::Literal(Value::Proto(protocol.l4())),
         ));
-        if let Some(set) = sets.and_then(|sets| sets.get(i)) {
+        if let Some(set) = affinity_set {
             stmts.push(affinity::update(target, set));
         }
         stmts.push(Stmt::Dnat {

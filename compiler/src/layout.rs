@@ -292,7 +292,7 @@ fn base_chains() -> [Chain; 8] {
 
 /// `ip daddr . meta l4proto . th dport vmap @map`
 fn dispatch(family: IpFamily, map: &str) -> Rule {
-    let key = Expr::Concat(vec![
+    let key = Expr::concat(vec![
         Expr::Payload(family.daddr()),
         Expr::Meta(MetaKey::L4proto),
         Expr::Payload(PayloadField::ThDport),
@@ -307,7 +307,7 @@ fn dispatch(family: IpFamily, map: &str) -> Rule {
 /// `fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @map`.
 fn nodeport_dispatch(family: IpFamily, all_local: bool, map: &str) -> Rule {
     let mut stmts = nodeport_condition(family, all_local);
-    let key = Expr::Concat(vec![
+    let key = Expr::concat(vec![
         Expr::Meta(MetaKey::L4proto),
         Expr::Payload(PayloadField::ThDport),
     ]);
@@ -335,14 +335,13 @@ fn nodeport_condition(family: IpFamily, all_local: bool) -> Vec<Stmt> {
             Stmt::ne(daddr(), Expr::Literal(Value::prefix(loopback))),
         ]
     } else {
-        vec![Stmt::is_in(daddr(), Expr::SetRef(NODEPORT_IPS.to_owned()))]
+        vec![Stmt::is_in(daddr(), Expr::SetRef(NODEPORT_IPS.into()))]
     }
 }
 
 /// `ip daddr @cluster-ips reject`, then `ip daddr @service-cidrs drop`.
 fn cluster_ips_check(family: IpFamily) -> Chain {
-    let in_set =
-        |set: &str| Stmt::is_in(Expr::Payload(family.daddr()), Expr::SetRef(set.to_owned()));
+    let in_set = |set: &str| Stmt::is_in(Expr::Payload(family.daddr()), Expr::SetRef(set.into()));
     Chain::regular(CLUSTER_IPS_CHECK)
         .with_rule(Rule::new(vec![
             in_set(CLUSTER_IPS),
@@ -371,11 +370,11 @@ fn masquerading(family: IpFamily, mark: u32) -> Chain {
             Expr::Literal(Value::CtFlag(CtFlag::Dnat)),
         ),
         Stmt::is_in(
-            Expr::Concat(vec![
+            Expr::concat(vec![
                 Expr::Payload(family.saddr()),
                 Expr::Payload(family.daddr()),
             ]),
-            Expr::SetRef(ENDPOINT_HAIRPIN.to_owned()),
+            Expr::SetRef(ENDPOINT_HAIRPIN.into()),
         ),
         set_mark(BitOp::Or, mark),
     ]);

@@ -41,10 +41,7 @@ pub fn rules(
                 "detectLocal.{field} {name:?} is not a valid interface name; ClusterIP traffic is not masqueraded"
             )));
         }
-        valid.then(|| Value::Ifname {
-            name: name.to_owned().into(),
-            wildcard,
-        })
+        valid.then(|| Value::ifname(name, wildcard))
     };
     let iif = match &config.detect_local {
         DetectLocal::BridgeInterface(name) => interface(name, false, "bridgeInterface"),
@@ -84,7 +81,7 @@ fn negated(stmt: Stmt) -> Stmt {
 fn rule(family: IpFamily, condition: Option<Stmt>, mark: u32) -> Rule {
     let mut stmts = vec![Stmt::is_in(
         Expr::Payload(family.daddr()),
-        Expr::SetRef(CLUSTER_IPS.to_owned()),
+        Expr::SetRef(CLUSTER_IPS.into()),
     )];
     stmts.extend(condition);
     stmts.push(layout::set_mark(BitOp::Or, mark));
@@ -96,7 +93,7 @@ fn source_in(family: IpFamily, cidrs: &[IpNet]) -> Option<Stmt> {
     let mut values: Vec<Value> = cidrs
         .iter()
         .filter(|net| IpFamily::of_net(net) == family)
-        .map(|net| Value::Prefix(net.trunc()))
+        .map(|net| Value::Prefix(Box::new(net.trunc())))
         .collect();
     values.sort();
     values.dedup();
@@ -104,7 +101,7 @@ fn source_in(family: IpFamily, cidrs: &[IpNet]) -> Option<Stmt> {
     match values.len() {
         0 => None,
         1 => Some(Stmt::eq(saddr, Expr::Literal(values.remove(0)))),
-        _ => Some(Stmt::is_in(saddr, Expr::AnonSet(values))),
+        _ => Some(Stmt::is_in(saddr, Expr::anon_set(values))),
     }
 }
 

@@ -470,9 +470,10 @@ impl Compiled {
             .elements
             .get(&nftproxy_rules::ElementKey::from(key))?;
         match &element.value {
-            Some(Value::Verdict(v)) => {
-                Some((v.clone(), element.comment.clone().unwrap_or_default()))
-            }
+            Some(Value::Verdict(v)) => Some((
+                v.clone(),
+                element.comment.as_deref().unwrap_or_default().to_owned(),
+            )),
             other => panic!("not a verdict: {other:?}"),
         }
     }

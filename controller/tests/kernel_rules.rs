@@ -141,9 +141,9 @@ fn r2(r1: &Ruleset) -> Ruleset {
     }
     let ips = t.sets.get_mut("cluster-ips").unwrap();
     *ips = ips.clone().with_flag(SetFlag::Interval);
-    ips.insert(Element::key(vec![Value::Prefix(
+    ips.insert(Element::key(vec![Value::Prefix(Box::new(
         "198.19.1.0/24".parse().unwrap(),
-    )]));
+    ))]));
     t.chains
         .get_mut("nat-output")
         .unwrap()
@@ -168,13 +168,15 @@ fn r3(r2: &Ruleset) -> Ruleset {
     drop(services);
     let mut chain = t.chains.get_mut(NEW_SERVICE).unwrap();
     let mut first = dnat_rule([198, 18, 2, 8]);
-    first.stmts.insert(
+    let mut stmts = first.stmts.into_vec();
+    stmts.insert(
         0,
         Stmt::eq(
             Expr::NumgenRandom { modulus: 2 },
             Expr::Literal(Value::Int(0)),
         ),
     );
+    first.stmts = stmts.into();
     chain.rules.insert(0, first);
     drop(chain);
     r
@@ -260,10 +262,7 @@ fn hostile_comments_and_interface_names_cannot_change_the_script() {
             Rule::new(vec![
                 Stmt::ne(
                     Expr::Meta(MetaKey::Iifname),
-                    Expr::Literal(Value::Ifname {
-                        name: "e\" x*;".into(),
-                        wildcard: true,
-                    }),
+                    Expr::Literal(Value::ifname("e\" x*;", true)),
                 ),
                 Stmt::Verdict(Verdict::Accept),
             ])

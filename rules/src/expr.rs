@@ -46,17 +46,17 @@ impl L4Proto {
 pub enum Value {
     Ipv4(Ipv4Addr),
     Ipv6(Ipv6Addr),
-    /// An address prefix (`10.0.0.0/8`); interval sets and matches only.
-    Prefix(IpNet),
+    /// An address prefix (`10.0.0.0/8`); interval sets and matches only. Boxed: prefixes
+    /// are rare, and inline they would make every value 32 bytes instead of 24.
+    Prefix(Box<IpNet>),
     Proto(L4Proto),
     Port(u16),
     /// A plain integer (marks, numgen results).
     Int(u32),
-    /// An interface name (`"eth0"`), or a wildcard prefix (`"veth*"`) when `wildcard`.
-    Ifname {
-        name: Box<str>,
-        wildcard: bool,
-    },
+    /// An interface name (`"eth0"`).
+    Ifname(Box<str>),
+    /// An interface name prefix: `"veth*"` matches every name that starts with `veth`.
+    IfnamePrefix(Box<str>),
     Verdict(Verdict),
     /// A `ct state` / `ct status` keyword such as `new`, `dnat`.
     CtFlag(CtFlag),
@@ -74,7 +74,16 @@ impl Value {
         if net.prefix_len() == net.max_prefix_len() {
             Value::from(net.addr())
         } else {
-            Value::Prefix(net)
+            Value::Prefix(Box::new(net))
+        }
+    }
+
+    /// An interface name, or a name prefix when `wildcard` (`"veth*"`).
+    pub fn ifname(name: impl Into<Box<str>>, wildcard: bool) -> Value {
+        if wildcard {
+            Value::IfnamePrefix(name.into())
+        } else {
+            Value::Ifname(name.into())
         }
     }
 }
@@ -255,7 +264,7 @@ pub enum Expr {
     /// `fib daddr type` (with the `. iif`/`. oif` qualifiers left out).
     FibType(FibAddr),
     /// `a . b . c`
-    Concat(Vec<Expr>),
+    Concat(Box<[Expr]>),
     /// `meta mark & 0x4000` etc.
     Bitwise {
         left: Box<Expr>,
@@ -264,9 +273,21 @@ pub enum Expr {
     },
     Literal(Value),
     /// An anonymous set `{ a, b }` (matches only).
-    AnonSet(Vec<Value>),
+    AnonSet(Box<[Value]>),
     /// A reference to a named set or map: `@name`.
-    SetRef(String),
+    SetRef(Box<str>),
+}
+
+impl Expr {
+    /// `a . b . c`
+    pub fn concat(parts: impl Into<Box<[Expr]>>) -> Expr {
+        Expr::Concat(parts.into())
+    }
+
+    /// `{ a, b }`
+    pub fn anon_set(values: impl Into<Box<[Value]>>) -> Expr {
+        Expr::AnonSet(values.into())
+    }
 }
 
 /// Comparison operators of a match.
@@ -380,5 +401,31 @@ impl Stmt {
             Stmt::Verdict(v) => v.target(),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ruleset holds hundreds of thousands of values and statements (three statements and
+    /// an element key of two values per endpoint): a variant that grows one of these types
+    /// grows every rule and element. Box what is rare instead (prefixes, concatenations,
+    /// anonymous sets and set names are).
+    #[test]
+    fn values_expressions_and_statements_stay_small() {
+        assert_eq!(size_of::<Value>(), 24);
+        assert_eq!(size_of::<Option<Value>>(), 24);
+        assert_eq!(size_of::<Expr>(), 24);
+        assert_eq!(size_of::<Stmt>(), 56);
+    }
+
+    #[test]
+    fn an_interface_name_is_a_prefix_only_when_asked() {
+        assert_eq!(Value::ifname("eth0", false), Value::Ifname("eth0".into()));
+        assert_eq!(
+            Value::ifname("veth", true),
+            Value::IfnamePrefix("veth".into())
+        );
     }
 }

@@ -28,10 +28,10 @@ fn v6(s: &str) -> Value {
 }
 
 fn prefix(s: &str) -> Value {
-    Value::Prefix(
+    Value::Prefix(Box::new(
         s.parse()
             .unwrap_or_else(|_| ipnet::IpNet::from(IpAddr::from([0u8; 4]))),
-    )
+    ))
 }
 
 fn lit(v: Value) -> Expr {
@@ -54,7 +54,7 @@ fn saddr(family: Family) -> Expr {
 
 /// `daddr . meta l4proto . th dport`
 fn dispatch_key(family: Family) -> Expr {
-    Expr::Concat(vec![
+    Expr::concat(vec![
         daddr(family),
         Expr::Meta(MetaKey::L4proto),
         Expr::Payload(PayloadField::ThDport),
@@ -141,7 +141,7 @@ fn masquerading(family: Family) -> Chain {
         .with_rule(Rule::new(vec![
             Stmt::is_in(Expr::Ct(CtKey::Status), lit(Value::CtFlag(CtFlag::Dnat))),
             Stmt::is_in(
-                Expr::Concat(vec![saddr(family), daddr(family)]),
+                Expr::concat(vec![saddr(family), daddr(family)]),
                 Expr::SetRef("endpoint-hairpin".into()),
             ),
             Stmt::SetMark(mark_or()),
@@ -159,10 +159,7 @@ fn services(family: Family, pod_cidr: &str) -> Chain {
     let iif = |op, wildcard| Stmt::Match {
         left: Expr::Meta(MetaKey::Iifname),
         op,
-        right: lit(Value::Ifname {
-            name: "veth".into(),
-            wildcard,
-        }),
+        right: lit(Value::ifname("veth", wildcard)),
     };
     Chain::regular("services")
         .with_rule(Rule::new(vec![
@@ -182,10 +179,7 @@ fn services(family: Family, pod_cidr: &str) -> Chain {
             iif(CmpOp::Eq, false),
             Stmt::eq(
                 Expr::Meta(MetaKey::Oifname),
-                lit(Value::Ifname {
-                    name: "eth0".into(),
-                    wildcard: false,
-                }),
+                lit(Value::ifname("eth0", false)),
             ),
             Stmt::Verdict(Verdict::Accept),
         ]))
@@ -196,11 +190,11 @@ fn services(family: Family, pod_cidr: &str) -> Chain {
             ),
             Stmt::is_in(
                 Expr::Meta(MetaKey::L4proto),
-                Expr::AnonSet(vec![Value::Proto(L4Proto::Tcp), Value::Proto(L4Proto::Udp)]),
+                Expr::anon_set(vec![Value::Proto(L4Proto::Tcp), Value::Proto(L4Proto::Udp)]),
             ),
             Stmt::ne(Expr::Meta(MetaKey::Mark), lit(Value::Int(7))),
             Stmt::Vmap {
-                key: Expr::Concat(vec![
+                key: Expr::concat(vec![
                     Expr::Meta(MetaKey::L4proto),
                     Expr::Payload(PayloadField::ThDport),
                 ]),
@@ -333,10 +327,7 @@ fn sets(a: &FamilyAddrs, service: &str) -> Vec<Set> {
     let mut ifaces =
         Set::set("pod-interfaces", vec![DataType::Ifname]).with_flag(SetFlag::Interval);
     for (name, wildcard) in [("cni0", false), ("veth", true)] {
-        ifaces.insert(Element::key(vec![Value::Ifname {
-            name: name.into(),
-            wildcard,
-        }]));
+        ifaces.insert(Element::key(vec![Value::ifname(name, wildcard)]));
     }
     vec![
         service_ips,

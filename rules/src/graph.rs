@@ -235,7 +235,7 @@ pub fn validate(table: &Table) -> Result<(), GraphError> {
 
 /// Every comment of the table (its own, its chains', rules', sets' and elements') fits.
 fn check_comments(table: &Table, id: &TableId) -> Result<(), GraphError> {
-    let too_long = |object: String, comment: &Option<String>| match comment {
+    let too_long = |object: String, comment: Option<&str>| match comment {
         Some(c) if c.len() > crate::MAX_COMMENT_LEN => Err(GraphError::CommentTooLong {
             table: id.clone(),
             object,
@@ -244,17 +244,20 @@ fn check_comments(table: &Table, id: &TableId) -> Result<(), GraphError> {
         }),
         _ => Ok(()),
     };
-    too_long("the table".into(), &table.comment)?;
+    too_long("the table".into(), table.comment.as_deref())?;
     for (name, chain) in &table.chains {
-        too_long(format!("chain {name}"), &chain.comment)?;
+        too_long(format!("chain {name}"), chain.comment.as_deref())?;
         for (i, rule) in chain.rules.iter().enumerate() {
-            too_long(format!("rule {i} of chain {name}"), &rule.comment)?;
+            too_long(format!("rule {i} of chain {name}"), rule.comment.as_deref())?;
         }
     }
     for (name, set) in &table.sets {
-        too_long(format!("set {name}"), &set.comment)?;
+        too_long(format!("set {name}"), set.comment.as_deref())?;
         for (key, element) in set.elements.iter() {
-            too_long(format!("element {key:?} of {name}"), &element.comment)?;
+            too_long(
+                format!("element {key:?} of {name}"),
+                element.comment.as_deref(),
+            )?;
         }
     }
     Ok(())
@@ -319,7 +322,7 @@ mod tests {
             Element {
                 key,
                 value: None,
-                comment: Some(long.clone()),
+                comment: Some(long.clone().into()),
             },
         );
         t.insert_set(set);

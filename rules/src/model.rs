@@ -401,13 +401,13 @@ impl Chain {
 }
 
 /// The statements of a rule.
-pub type Stmts = Vec<Stmt>;
+pub type Stmts = Box<[Stmt]>;
 
 /// One rule: statements evaluated left to right, with an optional comment.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Rule {
     pub stmts: Stmts,
-    pub comment: Option<String>,
+    pub comment: Option<Box<str>>,
 }
 
 impl Rule {
@@ -418,7 +418,7 @@ impl Rule {
         }
     }
 
-    pub fn with_comment(mut self, comment: impl Into<String>) -> Self {
+    pub fn with_comment(mut self, comment: impl Into<Box<str>>) -> Self {
         self.comment = Some(comment.into());
         self
     }
@@ -582,7 +582,7 @@ impl<const N: usize> From<[Value; N]> for ElementKey {
 pub struct Element {
     pub key: ElementKey,
     pub value: Option<Value>,
-    pub comment: Option<String>,
+    pub comment: Option<Box<str>>,
 }
 
 impl EntryDigest<ElementKey> for Element {
@@ -616,7 +616,7 @@ impl Element {
         }
     }
 
-    pub fn with_comment(mut self, comment: impl Into<String>) -> Self {
+    pub fn with_comment(mut self, comment: impl Into<Box<str>>) -> Self {
         self.comment = Some(comment.into());
         self
     }

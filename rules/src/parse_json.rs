@@ -349,7 +349,7 @@ fn parse_element(set: &Set, elem: &Json, ctx: &Ctx) -> Result<Option<Element>> {
         (Some(ty), Some(v)) => Element::mapping(key, parse_value(v, Kind::from(ty), ctx)?),
         _ => Element::key(key),
     };
-    element.comment = comment.map(String::from);
+    element.comment = comment.map(Box::from);
     Ok(Some(element))
 }
 
@@ -363,7 +363,7 @@ fn parse_rule(body: &Json, ctx: &Ctx) -> Result<Rule> {
         parse_stmt(e, ctx, &mut stmts)?;
     }
     let mut rule = Rule::new(stmts);
-    rule.comment = body.get("comment").and_then(Json::as_str).map(String::from);
+    rule.comment = body.get("comment").and_then(Json::as_str).map(Box::from);
     Ok(rule)
 }
 

@@ -118,7 +118,7 @@ fn kind_of(e: &Expr) -> Option<Kind> {
 /// The right-hand side of a match, typed by the left.
 fn parse_right(json: &Json, left: &Expr, ctx: &Ctx) -> Result<Expr> {
     if let Some(s) = json.as_str().and_then(|s| s.strip_prefix('@')) {
-        return Ok(Expr::SetRef(s.to_string()));
+        return Ok(Expr::SetRef(s.into()));
     }
     if let (Some(parts), Expr::Concat(lefts)) = (json.get("concat"), left) {
         let parts = parts.as_array().filter(|p| p.len() == lefts.len());
@@ -128,7 +128,7 @@ fn parse_right(json: &Json, left: &Expr, ctx: &Ctx) -> Result<Expr> {
             .zip(lefts)
             .map(|(p, l)| parse_right(p, l, ctx))
             .collect::<Result<Vec<_>>>()
-            .map(Expr::Concat);
+            .map(Expr::concat);
     }
     let kind = kind_of(left).ok_or_else(|| ctx.unsupported("match left side", json))?;
     if let Some(items) = json.get("set") {
@@ -137,7 +137,7 @@ fn parse_right(json: &Json, left: &Expr, ctx: &Ctx) -> Result<Expr> {
             .iter()
             .map(|v| parse_value(v, kind, ctx))
             .collect::<Result<Vec<_>>>()
-            .map(Expr::AnonSet);
+            .map(Expr::anon_set);
     }
     parse_value(json, kind, ctx).map(Expr::Literal)
 }
@@ -145,7 +145,7 @@ fn parse_right(json: &Json, left: &Expr, ctx: &Ctx) -> Result<Expr> {
 /// An expression evaluated against the packet (not a literal: those need a kind).
 fn parse_expr(json: &Json, ctx: &Ctx) -> Result<Expr> {
     if let Some(name) = json.as_str().and_then(|s| s.strip_prefix('@')) {
-        return Ok(Expr::SetRef(name.to_string()));
+        return Ok(Expr::SetRef(name.into()));
     }
     let Some((kind, body)) = single(json) else {
         return Err(ctx.unsupported("expression", json));
@@ -353,7 +353,9 @@ fn parse_addr(json: &Json) -> Option<Value> {
     if let Some(p) = json.get("prefix") {
         let addr: IpAddr = p.get("addr")?.as_str()?.parse().ok()?;
         let len = u8::try_from(p.get("len")?.as_u64()?).ok()?;
-        return IpNet::new(addr, len).ok().map(Value::Prefix);
+        return IpNet::new(addr, len)
+            .ok()
+            .map(|net| Value::Prefix(Box::new(net)));
     }
     json.as_str()?.parse::<IpAddr>().ok().map(Value::from)
 }
@@ -376,14 +378,8 @@ pub(super) fn parse_value(json: &Json, kind: Kind, ctx: &Ctx) -> Result<Value> {
             .and_then(|i| u32::try_from(i).ok())
             .map(Value::Int),
         Kind::Ifname => json.as_str().map(|s| match s.strip_suffix('*') {
-            Some(prefix) => Value::Ifname {
-                name: prefix.to_string().into(),
-                wildcard: true,
-            },
-            None => Value::Ifname {
-                name: s.to_string().into(),
-                wildcard: false,
-            },
+            Some(prefix) => Value::ifname(prefix, true),
+            None => Value::ifname(s, false),
         }),
         Kind::CtFlag => json.as_str().and_then(ct_flag).map(Value::CtFlag),
         Kind::AddrType => match json.as_str() {

@@ -235,10 +235,8 @@ pub(crate) fn value_json(v: &Value) -> Json {
         Value::Proto(p) => json!(p.keyword()),
         Value::Port(p) => json!(p),
         Value::Int(i) => json!(i),
-        Value::Ifname { name, wildcard } => {
-            let star = if *wildcard { "*" } else { "" };
-            json!(format!("{}{star}", safe_ifname(name)))
-        }
+        Value::Ifname(name) => json!(safe_ifname(name)),
+        Value::IfnamePrefix(name) => json!(format!("{}*", safe_ifname(name))),
         Value::Verdict(v) => verdict_json(v),
         Value::CtFlag(f) => json!(f.keyword()),
         Value::AddrType(t) => json!(t.keyword()),
@@ -387,7 +385,7 @@ mod tests {
     #[test]
     fn prefixes_and_concatenations_use_nft_json_objects() {
         let e = Element::key(vec![
-            Value::Prefix("10.0.0.0/8".parse().unwrap()),
+            Value::Prefix(Box::new("10.0.0.0/8".parse().unwrap())),
             Value::Port(80),
         ]);
         assert_eq!(

@@ -113,10 +113,8 @@ impl Display for Value {
             Value::Proto(p) => f.write_str(p.keyword()),
             Value::Port(p) => write!(f, "{p}"),
             Value::Int(i) => write!(f, "{i}"),
-            Value::Ifname { name, wildcard } => {
-                let star = if *wildcard { "*" } else { "" };
-                write!(f, "\"{}{star}\"", safe_ifname(name))
-            }
+            Value::Ifname(name) => write!(f, "\"{}\"", safe_ifname(name)),
+            Value::IfnamePrefix(name) => write!(f, "\"{}*\"", safe_ifname(name)),
             Value::Verdict(v) => write!(f, "{v}"),
             Value::CtFlag(flag) => f.write_str(flag.keyword()),
             Value::AddrType(t) => f.write_str(t.keyword()),

@@ -41,7 +41,7 @@ fn small_ruleset() -> Ruleset {
     );
     table.insert_chain(
         Chain::regular("services").with_rule(Rule::new(vec![Stmt::Vmap {
-            key: Expr::Concat(vec![
+            key: Expr::concat(vec![
                 Expr::Payload(PayloadField::IpDaddr),
                 Expr::Meta(MetaKey::L4proto),
                 Expr::Payload(PayloadField::ThDport),
@@ -115,10 +115,7 @@ fn comments_with_quotes_or_control_characters_are_sanitised() {
 
 #[test]
 fn ifnames_cannot_escape_their_quotes_or_fake_a_wildcard() {
-    let v = Value::Ifname {
-        name: "et\"h*0 x".into(),
-        wildcard: true,
-    };
+    let v = Value::ifname("et\"h*0 x", true);
     assert_eq!(v.to_string(), "\"et_h_0_x*\"");
 }
 
@@ -145,7 +142,7 @@ fn flag_matches_and_membership_render_without_operator() {
     );
     assert_eq!(ct_eq.to_string(), "ct state == new");
     let set = Stmt::is_in(
-        Expr::Concat(vec![
+        Expr::concat(vec![
             Expr::Payload(PayloadField::IpSaddr),
             Expr::Payload(PayloadField::IpDaddr),
         ]),

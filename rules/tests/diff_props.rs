@@ -80,7 +80,7 @@ fn set(name: &'static str) -> BoxedStrategy<Set> {
                 }
                 for (a, c) in elems {
                     let mut e = Element::key(vec![a]);
-                    e.comment = c;
+                    e.comment = c.map(Box::from);
                     s.insert(e);
                 }
                 s
@@ -129,7 +129,7 @@ fn set(name: &'static str) -> BoxedStrategy<Set> {
                 let mut s = Set::map("dispatch", key, DataType::Verdict);
                 for (a, pr, p, v, c) in elems {
                     let mut e = Element::mapping(vec![a, pr, p], v);
-                    e.comment = c;
+                    e.comment = c.map(Box::from);
                     s.insert(e);
                 }
                 s
@@ -153,7 +153,7 @@ fn stmt(index: i32) -> BoxedStrategy<Stmt> {
         ))
         .boxed(),
         Just(Stmt::is_in(
-            Expr::Concat(vec![
+            Expr::concat(vec![
                 Expr::Payload(PayloadField::IpSaddr),
                 Expr::Payload(PayloadField::IpDaddr),
             ]),
@@ -212,7 +212,7 @@ fn stmt(index: i32) -> BoxedStrategy<Stmt> {
         );
         choices.push(
             Just(Stmt::Vmap {
-                key: Expr::Concat(vec![
+                key: Expr::concat(vec![
                     Expr::Payload(PayloadField::IpDaddr),
                     Expr::Meta(MetaKey::L4proto),
                     Expr::Payload(PayloadField::ThDport),
@@ -228,7 +228,7 @@ fn stmt(index: i32) -> BoxedStrategy<Stmt> {
 fn rules(index: i32) -> impl Strategy<Value = Vec<Rule>> {
     let rule = (prop::collection::vec(stmt(index), 1..4), comment()).prop_map(|(stmts, c)| {
         let mut r = Rule::new(stmts);
-        r.comment = c;
+        r.comment = c.map(Box::from);
         r
     });
     prop::collection::vec(rule, 0..4)

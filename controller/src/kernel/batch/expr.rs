@@ -220,16 +220,14 @@ pub fn value_bytes(value: &Value) -> Result<Vec<u8>, Unsupported> {
         Value::Proto(p) => vec![p.number()],
         Value::Port(p) => p.to_be_bytes().to_vec(),
         Value::Int(i) => i.to_ne_bytes().to_vec(),
-        Value::Ifname { name, wildcard } => {
+        // `"veth*"` compares the prefix only, without a terminator.
+        Value::IfnamePrefix(name) => name.as_bytes().to_vec(),
+        Value::Ifname(name) => {
             let mut bytes = name.as_bytes().to_vec();
-            if *wildcard {
-                // `"veth*"` compares the prefix only, without a terminator.
-            } else {
-                if bytes.len() >= IFNAMSIZ as usize {
-                    return Err(Unsupported::new("an interface name of 16 bytes or more"));
-                }
-                bytes.resize(IFNAMSIZ as usize, 0);
+            if bytes.len() >= IFNAMSIZ as usize {
+                return Err(Unsupported::new("an interface name of 16 bytes or more"));
             }
+            bytes.resize(IFNAMSIZ as usize, 0);
             bytes
         }
         Value::CtFlag(flag) => ct_flag(*flag).to_ne_bytes().to_vec(),
