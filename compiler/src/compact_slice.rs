@@ -24,15 +24,20 @@ use crate::compact_text::{InlineStr, node_name};
 /// The label linking an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
+/// The annotation holding when the change behind an EndpointSlice update happened (set by
+/// the EndpointSlice controller; network programming latency is measured from it).
+pub const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+
 /// An EndpointSlice reduced to what the compiler reads (see the module documentation).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CompactSlice {
-    /// Without managed fields, annotations (the EndpointSlice controller's
-    /// `endpoints.kubernetes.io/last-change-trigger-time`, `kubectl apply`'s copy) and
-    /// labels: the one label read is in `service_name`.
+    /// Without managed fields, annotations and labels: the one label and the one
+    /// annotation read are in `service_name` and `trigger_time`.
     pub metadata: ObjectMeta,
     /// The `kubernetes.io/service-name` label: the Service the slice belongs to.
     pub service_name: Option<Box<str>>,
+    /// The [`TRIGGER_TIME_ANNOTATION`], as written.
+    pub trigger_time: Option<Box<str>>,
     pub address_type: String,
     /// `ports`; absent and empty are the same to a proxy (no port matches).
     pub ports: Box<[EndpointPort]>,
@@ -58,7 +63,11 @@ impl From<EndpointSlice> for CompactSlice {
     fn from(slice: EndpointSlice) -> Self {
         let mut metadata = slice.metadata;
         compact_meta(&mut metadata);
-        metadata.annotations = None;
+        let trigger_time = metadata
+            .annotations
+            .take()
+            .and_then(|mut annotations| annotations.remove(TRIGGER_TIME_ANNOTATION))
+            .map(String::into_boxed_str);
         let service_name = metadata
             .labels
             .take()
@@ -67,6 +76,7 @@ impl From<EndpointSlice> for CompactSlice {
         CompactSlice {
             metadata,
             service_name,
+            trigger_time,
             address_type: slice.address_type,
             ports: slice.ports.unwrap_or_default().into_boxed_slice(),
             endpoints: slice
@@ -186,7 +196,11 @@ mod tests {
             annotations: Some(
                 [
                     (LAST_APPLIED.into(), "{}".into()),
-                    ("keep".into(), "me".into()),
+                    (
+                        TRIGGER_TIME_ANNOTATION.into(),
+                        "2026-11-23T10:00:00Z".into(),
+                    ),
+                    ("other".into(), "dropped".into()),
                 ]
                 .into(),
             ),
@@ -212,6 +226,10 @@ mod tests {
         metadata.labels = None;
         assert_eq!(compact.metadata, metadata);
         assert_eq!(compact.service_name.as_deref(), Some("web"));
+        assert_eq!(
+            compact.trigger_time.as_deref(),
+            Some("2026-11-23T10:00:00Z")
+        );
         assert_eq!(compact.address_type, "IPv4");
         assert_eq!(&*compact.ports, [port]);
         assert_eq!(compact.endpoints.len(), 1);

@@ -6,13 +6,9 @@
 //! EndpointSlice update (the `endpoints.kubernetes.io/last-change-trigger-time`
 //! annotation the EndpointSlice controller sets) until the rules are programmed.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
-
-/// The annotation holding when the change behind an EndpointSlice update happened.
-pub const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 
 /// Cumulative change counts.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -38,13 +34,13 @@ impl ChangeLog {
         self.services.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// An EndpointSlice was added, changed or deleted; `annotations` are its annotations
+    /// An EndpointSlice was added, changed or deleted; `trigger_time` is its
+    /// [`TRIGGER_TIME_ANNOTATION`](nftproxy_compiler::compact_slice::TRIGGER_TIME_ANNOTATION)
     /// when it was added or changed.
-    pub fn endpoints_changed(&self, annotations: Option<&BTreeMap<String, String>>) {
+    pub fn endpoints_changed(&self, trigger_time: Option<&str>) {
         self.endpoints.fetch_add(1, Ordering::Relaxed);
-        let trigger = annotations
-            .and_then(|a| a.get(TRIGGER_TIME_ANNOTATION))
-            .and_then(|text| text.parse::<k8s_openapi::jiff::Timestamp>().ok());
+        let trigger =
+            trigger_time.and_then(|text| text.parse::<k8s_openapi::jiff::Timestamp>().ok());
         if let Some(trigger) = trigger {
             let trigger = SystemTime::from(trigger);
             let mut triggers = self.triggers.lock().unwrap_or_else(PoisonError::into_inner);
@@ -96,10 +92,6 @@ mod tests {
 
     use super::*;
 
-    fn annotated(time: &str) -> BTreeMap<String, String> {
-        BTreeMap::from([(TRIGGER_TIME_ANNOTATION.to_owned(), time.to_owned())])
-    }
-
     #[test]
     fn changes_are_counted_by_kind() {
         let log = ChangeLog::default();
@@ -135,11 +127,11 @@ mod tests {
     #[test]
     fn trigger_times_are_taken_once_by_the_sync_that_saw_them() {
         let log = ChangeLog::default();
-        log.endpoints_changed(Some(&annotated("2026-11-22T10:00:00Z")));
-        log.endpoints_changed(Some(&annotated("not a time")));
+        log.endpoints_changed(Some("2026-11-22T10:00:00Z"));
+        log.endpoints_changed(Some("not a time"));
         let sync_start = Instant::now();
         std::thread::sleep(Duration::from_millis(2));
-        log.endpoints_changed(Some(&annotated("2026-11-22T10:00:01Z")));
+        log.endpoints_changed(Some("2026-11-22T10:00:01Z"));
         let first = log.take_triggers(sync_start);
         let expected = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_341_600);
         assert_eq!(first, [expected]);

@@ -147,7 +147,7 @@ fn count_changes(log: &ChangeLog, old: Option<&ClusterSnapshot>, new: &ClusterSn
     let services = differing(&keyed(&old.services), &keyed(&new.services));
     services.iter().for_each(|_| log.service_changed());
     for (_, slice) in differing(&keyed(&old.endpoint_slices), &keyed(&new.endpoint_slices)) {
-        log.endpoints_changed(slice.and_then(|s| s.metadata.annotations.as_ref()));
+        log.endpoints_changed(slice.and_then(|s| s.trigger_time.as_deref()));
     }
 }
 

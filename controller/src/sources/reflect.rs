@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::networking::v1::ServiceCIDR;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::utils::ResetTimerBackoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
-use nftproxy_compiler::Compact;
+use nftproxy_compiler::{Compact, CompactSlice};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -50,7 +52,7 @@ pub(super) fn spawn<S, K>(
 ) -> (Store<K>, JoinHandle<()>)
 where
     S: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
-    K: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()> + TriggerTime + Clone + Debug + Send + Sync + 'static,
 {
     let writer = reflector::store::Writer::<K>::default();
     let store = writer.as_reader();
@@ -80,6 +82,24 @@ pub(super) fn compacted<K: Compact>(mut object: K) -> K {
     object
 }
 
+/// The EndpointSlice trigger time an object carries (see `change_log`); other kinds
+/// carry none.
+pub(super) trait TriggerTime {
+    fn trigger_time(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl TriggerTime for Service {}
+impl TriggerTime for Node {}
+impl TriggerTime for ServiceCIDR {}
+
+impl TriggerTime for CompactSlice {
+    fn trigger_time(&self) -> Option<&str> {
+        self.trigger_time.as_deref()
+    }
+}
+
 /// `event` with its object as `keep` makes it.
 fn kept<S, K>(event: watcher::Event<S>, keep: fn(S) -> K) -> watcher::Event<K> {
     match event {
@@ -99,11 +119,11 @@ fn on_event<K>(
     store: &Store<K>,
     log: &mut ErrorLog,
 ) where
-    K: Resource<DynamicType = ()> + Clone + 'static,
+    K: Resource<DynamicType = ()> + TriggerTime + Clone + 'static,
 {
     match event {
         watcher::Event::Init => debug!("listing"),
-        watcher::Event::InitApply(object) => count(source, shared, Some(object.annotations())),
+        watcher::Event::InitApply(object) => count(source, shared, object.trigger_time()),
         watcher::Event::InitDone => {
             if !shared.is_synced(source) {
                 info!(objects = store.len(), "initial list done");
@@ -123,21 +143,21 @@ fn on_event<K>(
                 "changed"
             );
             let applied = matches!(event, watcher::Event::Apply(_));
-            count(source, shared, applied.then(|| object.annotations()));
+            count(
+                source,
+                shared,
+                applied.then(|| object.trigger_time()).flatten(),
+            );
             shared.poke();
         }
     }
 }
 
-/// Counts a Service or EndpointSlice change; `annotations` of an applied object.
-fn count(
-    source: Source,
-    shared: &Shared,
-    annotations: Option<&std::collections::BTreeMap<String, String>>,
-) {
+/// Counts a Service or EndpointSlice change; `trigger_time` of an applied slice.
+fn count(source: Source, shared: &Shared, trigger_time: Option<&str>) {
     match source {
         Source::Services => shared.log.service_changed(),
-        Source::EndpointSlices => shared.log.endpoints_changed(annotations),
+        Source::EndpointSlices => shared.log.endpoints_changed(trigger_time),
         Source::Node | Source::ServiceCidrs => {}
     }
 }
