@@ -283,12 +283,11 @@ async fn initial_sync_yields_exactly_the_proxied_objects() {
             .expect("slice demo/a-1");
         assert_eq!(a_1.endpoints[0].address.as_deref(), Some("198.18.1.10"));
         assert!(snapshot.endpoints.is_empty());
-        // What nobody reads is not kept: managed fields and kubectl's last-applied copy.
+        // What nobody reads is not kept: managed fields, a Service's annotations (kubectl's
+        // last-applied copy among them) and its labels (served with `app: a`).
         assert!(a.metadata.managed_fields.is_none());
-        assert_eq!(
-            a.annotations().keys().collect::<Vec<_>>(),
-            ["example.com/owner"]
-        );
+        assert!(a.annotations().is_empty());
+        assert!(a.labels().is_empty());
     })
     .await;
 }
