@@ -210,7 +210,7 @@ impl Context<'_> {
         let id = &self.services[self.index].id;
         self.losers.entry(self.index).warnings.push(Diagnostic {
             severity: Severity::Warning,
-            object: ObjectRef::new("Service", Some(&id.namespace), id.name.as_str()),
+            object: ObjectRef::new("Service", Some(&id.namespace), &*id.name),
             message,
         });
     }

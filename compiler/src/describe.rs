@@ -157,8 +157,8 @@ fn describe_service(
         }
     });
     ServiceDescription {
-        namespace: service.id.namespace.clone(),
-        name: service.id.name.clone(),
+        namespace: service.id.namespace.to_string(),
+        name: service.id.name.to_string(),
         cluster_ips: service.cluster_ips().map(|(_, ip)| ip).collect(),
         external_ips: external.ips.clone(),
         load_balancer_ips: external.lb_ips.clone(),

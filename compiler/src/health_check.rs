@@ -32,8 +32,8 @@ pub fn health_check(
 ) -> Option<HealthCheck> {
     let node_port = service.external.health_check_node_port?;
     Some(HealthCheck {
-        namespace: service.id.namespace.clone(),
-        name: service.id.name.clone(),
+        namespace: service.id.namespace.to_string(),
+        name: service.id.name.to_string(),
         node_port,
         local_endpoints: local_ready(service, slices, hostname),
     })

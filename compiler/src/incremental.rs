@@ -186,10 +186,7 @@ fn raw_key(service: &Service) -> RawKey {
 }
 
 fn service_id((namespace, name): (&str, &str)) -> ServiceId {
-    ServiceId {
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-    }
+    ServiceId::new(namespace, name)
 }
 
 /// A changed Service's inputs as they were before the current update: what its old part
@@ -487,8 +484,15 @@ impl State {
         let (namespace, Some(name)) = key else {
             return;
         };
-        let id = ServiceId { namespace, name };
-        debug_assert!(def.as_ref().is_none_or(|d| d.id == id));
+        debug_assert!(
+            def.as_ref()
+                .is_none_or(|d| d.id == ServiceId::new(&namespace, &name))
+        );
+        // The definition's identity, whose strings the indexes then share.
+        let id = match &def {
+            Some(def) => def.id.clone(),
+            None => ServiceId::new(&namespace, &name),
+        };
         if self.defs.get(&id).map(Box::as_ref) == def.as_ref() {
             return;
         }

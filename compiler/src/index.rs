@@ -66,7 +66,7 @@ impl<'a> Inputs<'a> {
         id: &ServiceId,
         diagnostics: &mut Vec<Diagnostic>,
     ) -> Vec<SliceDef<'a>> {
-        let key = (id.namespace.as_str(), id.name.as_str());
+        let key = (&*id.namespace, &*id.name);
         let slices = self.slices.get(&key).into_iter().flatten().copied();
         let legacy = self.legacy.get(&key).into_iter().flatten().copied();
         validate_slices(slices, legacy, diagnostics)
@@ -170,7 +170,7 @@ pub fn services<'s>(
         if ambiguous {
             diagnostics.push(Diagnostic {
                 severity: Severity::Error,
-                object: ObjectRef::new("Service", Some(&def.id.namespace), def.id.name.as_str()),
+                object: ObjectRef::new("Service", Some(&def.id.namespace), &*def.id.name),
                 message: "is defined more than once with different contents; skipped".into(),
             });
         } else {

@@ -33,7 +33,7 @@ impl PortNames {
         } else {
             port.name.as_str()
         };
-        let (namespace, name) = (service.namespace.as_str(), service.name.as_str());
+        let (namespace, name) = (&*service.namespace, &*service.name);
         let identity = [
             namespace,
             "/",
@@ -150,9 +150,9 @@ pub fn counter_name(identity: &str) -> String {
 fn port_identity(service: &ServiceId, port: &ServicePortDef) -> String {
     let label = port.label();
     [
-        service.namespace.as_str(),
+        &*service.namespace,
         "/",
-        service.name.as_str(),
+        &*service.name,
         "/",
         port.protocol.keyword(),
         "/",

@@ -228,7 +228,7 @@ pub fn service_warnings(service: &ServiceDef, diagnostics: &mut Vec<Diagnostic>)
     for message in notes.chain(family_mismatches(service)) {
         diagnostics.push(Diagnostic {
             severity: Severity::Warning,
-            object: ObjectRef::new("Service", Some(&id.namespace), id.name.as_str()),
+            object: ObjectRef::new("Service", Some(&id.namespace), &*id.name),
             message,
         });
     }

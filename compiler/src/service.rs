@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::jiff::Timestamp;
@@ -23,10 +24,22 @@ use crate::protocol::{Protocol, ProtocolError};
 pub const SERVICE_PROXY_NAME_LABEL: &str = "service.kubernetes.io/service-proxy-name";
 
 /// Validated `namespace/name` of a Service.
+///
+/// Shared strings: the incremental compiler keys several indexes by it, and a clone is then
+/// two reference counts rather than two allocations.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceId {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+}
+
+impl ServiceId {
+    pub fn new(namespace: &str, name: &str) -> Self {
+        ServiceId {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
 }
 
 impl fmt::Display for ServiceId {
@@ -174,10 +187,7 @@ impl TryFrom<&Service> for ServiceDef {
             Some(other) => return Err(ServiceError::InternalTrafficPolicy(other.to_owned())),
         };
         Ok(ServiceDef {
-            id: ServiceId {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-            },
+            id: ServiceId::new(namespace, name),
             created: service.metadata.creation_timestamp.as_ref().map(|t| t.0),
             cluster_ips: cluster_ips(spec)?,
             ports: ports(spec.ports.as_deref().unwrap_or_default())?,

@@ -19,10 +19,7 @@ fn a_cluster_service_lists_every_endpoint_and_this_nodes_ones_apart() {
     let [service] = description.services.as_slice() else {
         panic!("one service: {description:?}");
     };
-    assert_eq!(
-        (service.namespace.as_str(), service.name.as_str()),
-        ("ns", "web")
-    );
+    assert_eq!((&*service.namespace, &*service.name), ("ns", "web"));
     let family = &service.ports[0].families[0];
     assert_eq!(family.verdict, "dnat");
     assert_eq!(family.endpoints, ["198.18.1.5:8080", "198.18.2.5:8080"]);
