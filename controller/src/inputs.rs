@@ -14,6 +14,7 @@ use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
 use k8s_openapi::api::networking::v1::ServiceCIDR;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use nftproxy_compiler::CompactSlice;
 use nftproxy_compiler::manifest::{self, Decoded, Object, OtherObject};
 use nftproxy_compiler::{ClusterSnapshot, ObjectRef};
@@ -21,8 +22,8 @@ use nftproxy_compiler::{ClusterSnapshot, ObjectRef};
 /// Where an object was decoded from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    /// The file as the user named it (or `<stdin>`).
-    pub file: String,
+    /// The file as the user named it (or `<stdin>`), shared by its objects.
+    pub file: Arc<str>,
     /// 1-based line of the object's first line.
     pub line: usize,
 }
@@ -228,12 +229,13 @@ pub fn load(args: &[PathBuf]) -> Result<Inputs, InputError> {
     let mut collector = Collector::default();
     for source in expand(args)? {
         let text = source.read()?;
-        let file = source.display_name();
+        let name = source.display_name();
         let decoded = manifest::decode(&text).map_err(|e| InputError::Decode {
-            file: file.clone(),
+            file: name.clone(),
             line: e.line,
             message: e.message,
         })?;
+        let file = Arc::from(name);
         for Decoded { line, object } in decoded {
             collector.add(&file, line, object);
         }
@@ -277,6 +279,8 @@ pub fn load_keeping(
                 }
             },
         };
+        let file = Arc::from(file);
+        collector.objects.reserve(objects.len());
         for (line, object) in objects {
             collector.add_shared(&file, line, object);
         }
@@ -293,64 +297,117 @@ enum Origins {
     Drop,
 }
 
-/// Objects gathered from all sources, keyed by identity (a later duplicate wins, with a
-/// warning), so the snapshot does not depend on input order.
+/// Objects gathered from all sources, in input order; [`Collector::finish`] keeps one per
+/// identity (a later duplicate wins, with a warning) and sorts them, so the snapshot does
+/// not depend on input order. Nothing is copied per object: `run --manifests` gathers
+/// every object again at each change (a map keyed by owned names cost some 5 MB at 10k
+/// Services, each time).
 #[derive(Debug, Default)]
 struct Collector {
-    objects: BTreeMap<ObjectRef, (Origin, Shared)>,
+    objects: Vec<(Origin, &'static str, Shared)>,
     warnings: Vec<String>,
 }
 
+impl Shared {
+    /// The object's metadata; `None` for a kind nftproxy does not read.
+    fn metadata(&self) -> Option<&ObjectMeta> {
+        match self {
+            Shared::Service(o) => Some(&o.metadata),
+            Shared::EndpointSlice(o) => Some(&o.metadata),
+            Shared::Endpoints(o) => Some(&o.metadata),
+            Shared::Node(o) => Some(&o.metadata),
+            Shared::ServiceCidr(o) => Some(&o.metadata),
+            Shared::Other(_) => None,
+        }
+    }
+}
+
+/// An object's kind and metadata, as the collector holds it.
+type Identity<'a> = (&'static str, Option<&'a str>, Option<&'a str>);
+
+fn is_namespaced(kind: &str) -> bool {
+    !matches!(kind, "Node" | "ServiceCIDR")
+}
+
+/// An object's identity: kind, namespace (namespaced kinds only) and name, as written.
+fn identity<'a>(kind: &'static str, object: &'a Shared) -> Identity<'a> {
+    let Some(meta) = object.metadata() else {
+        return (kind, None, None);
+    };
+    let namespace = is_namespaced(kind).then(|| meta.namespace.as_deref().unwrap_or("default"));
+    (kind, namespace, meta.name.as_deref())
+}
+
+/// The compiler's reference to an object (names escaped as its diagnostics print them).
+fn reference(kind: &'static str, object: &Shared) -> Option<ObjectRef> {
+    let meta = object.metadata()?;
+    Some(nftproxy_compiler::object_ref(
+        kind,
+        meta,
+        is_namespaced(kind),
+    ))
+}
+
 impl Collector {
-    fn add(&mut self, file: &str, line: usize, object: Object) {
+    fn add(&mut self, file: &Arc<str>, line: usize, object: Object) {
         self.add_shared(file, line, Shared::from(object));
     }
 
-    fn add_shared(&mut self, file: &str, line: usize, object: Shared) {
+    fn add_shared(&mut self, file: &Arc<str>, line: usize, object: Shared) {
         let origin = Origin {
-            file: file.to_owned(),
+            file: Arc::clone(file),
             line,
         };
-        let (kind, meta) = match &object {
-            Shared::Service(o) => ("Service", &o.metadata),
-            Shared::EndpointSlice(o) => ("EndpointSlice", &o.metadata),
-            Shared::Endpoints(o) => ("Endpoints", &o.metadata),
-            Shared::Node(o) => ("Node", &o.metadata),
-            Shared::ServiceCidr(o) => ("ServiceCIDR", &o.metadata),
+        let kind = match &object {
+            Shared::Service(_) => "Service",
+            Shared::EndpointSlice(_) => "EndpointSlice",
+            Shared::Endpoints(_) => "Endpoints",
+            Shared::Node(_) => "Node",
+            Shared::ServiceCidr(_) => "ServiceCIDR",
             Shared::Other(other) => {
                 self.warnings.push(other_kind_warning(&origin, other));
                 return;
             }
         };
-        // The compiler's own reference (names escaped as its diagnostics print them), so
-        // that a diagnostic about an object with an odd name still finds its origin.
-        let namespaced = !matches!(kind, "Node" | "ServiceCIDR");
-        let key = nftproxy_compiler::object_ref(kind, meta, namespaced);
-        if let Some((earlier, _)) = self.objects.get(&key) {
-            self.warnings.push(format!(
-                "warning: {origin}: {key}: duplicate of the object at {earlier}; this one is used"
-            ));
-        }
-        self.objects.insert(key, (origin, object));
+        self.objects.push((origin, kind, object));
     }
 
-    fn finish(self, origins: Origins) -> Inputs {
-        let mut inputs = Inputs {
-            warnings: self.warnings,
-            ..Inputs::default()
-        };
+    fn finish(mut self, origins: Origins) -> Inputs {
+        // Stable: the objects of one identity stay in input order, the last one wins.
+        self.objects
+            .sort_by(|(_, a, x), (_, b, y)| identity(a, x).cmp(&identity(b, y)));
+        let mut inputs = Inputs::default();
+        let warnings = &mut self.warnings;
+        // `dedup_by` keeps the first of a run and hands the closure (later, earlier): the
+        // later one is swapped into the kept place.
+        self.objects.dedup_by(|later, earlier| {
+            if identity(later.1, &later.2) != identity(earlier.1, &earlier.2) {
+                return false;
+            }
+            if let Some(key) = reference(later.1, &later.2) {
+                warnings.push(format!(
+                    "warning: {}: {key}: duplicate of the object at {}; this one is used",
+                    later.0, earlier.0
+                ));
+            }
+            std::mem::swap(later, earlier);
+            true
+        });
+        inputs.warnings = self.warnings;
         let snapshot = &mut inputs.snapshot;
-        for (key, (origin, object)) in self.objects {
+        for (origin, kind, object) in self.objects {
+            if origins == Origins::Keep
+                && let Some(key) = reference(kind, &object)
+            {
+                inputs.origins.insert(key, origin);
+            }
             match object {
                 Shared::Service(o) => snapshot.services.push(o),
                 Shared::EndpointSlice(o) => snapshot.endpoint_slices.push(o),
                 Shared::Endpoints(o) => snapshot.endpoints.push(o),
                 Shared::Node(o) => snapshot.nodes.push(o),
                 Shared::ServiceCidr(o) => snapshot.service_cidrs.push(o),
-                Shared::Other(_) => continue,
-            }
-            if origins == Origins::Keep {
-                inputs.origins.insert(key, origin);
+                Shared::Other(_) => {}
             }
         }
         inputs
@@ -431,7 +488,7 @@ mod tests {
                 },
                 ..Node::default()
             };
-            collector.add(file, line, Object::Node(Box::new(node)));
+            collector.add(&Arc::from(file), line, Object::Node(Box::new(node)));
         }
         let inputs = collector.finish(Origins::Keep);
         assert_eq!(inputs.snapshot.nodes.len(), 1);
