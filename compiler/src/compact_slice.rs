@@ -6,8 +6,8 @@
 //! endpoint's first address, its conditions, its node name and its hints, and of the
 //! slice's labels (a copy of all its Service's labels) only the Service's name. So both readers
 //! (manifests and the API server) convert each slice as it arrives into a
-//! [`CompactSlice`], whose endpoints are 64 bytes with their address inline and their
-//! node's name shared (see `compact_text`), and keep only that.
+//! [`CompactSlice`], whose endpoints take under a sixth of that with their address inline
+//! and their node's name shared (see `compact_text`), and keep only that.
 //!
 //! A `CompactSlice` is an EndpointSlice to everything that handles API objects
 //! (`k8s_openapi::Resource` and `Metadata`, hence kube's `Resource` too): it has the same
@@ -38,10 +38,30 @@ pub struct CompactSlice {
     pub service_name: Option<Box<str>>,
     /// The [`TRIGGER_TIME_ANNOTATION`], as written.
     pub trigger_time: Option<Box<str>>,
-    pub address_type: String,
+    pub address_type: InlineStr,
     /// `ports`; absent and empty are the same to a proxy (no port matches).
-    pub ports: Box<[EndpointPort]>,
+    pub ports: Box<[CompactPort]>,
     pub endpoints: Box<[CompactEndpoint]>,
+}
+
+/// One port of a [`CompactSlice`]: name, number and protocol, without `appProtocol`
+/// (which a proxy does not read) and with its strings inline (a port name has at most 15
+/// characters).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompactPort {
+    pub name: Option<InlineStr>,
+    pub port: Option<i32>,
+    pub protocol: Option<InlineStr>,
+}
+
+impl From<EndpointPort> for CompactPort {
+    fn from(port: EndpointPort) -> Self {
+        CompactPort {
+            name: port.name.map(InlineStr::from),
+            port: port.port,
+            protocol: port.protocol.map(InlineStr::from),
+        }
+    }
 }
 
 /// One endpoint of a [`CompactSlice`].
@@ -77,8 +97,13 @@ impl From<EndpointSlice> for CompactSlice {
             metadata,
             service_name,
             trigger_time,
-            address_type: slice.address_type,
-            ports: slice.ports.unwrap_or_default().into_boxed_slice(),
+            address_type: slice.address_type.into(),
+            ports: slice
+                .ports
+                .into_iter()
+                .flatten()
+                .map(CompactPort::from)
+                .collect(),
             endpoints: slice
                 .endpoints
                 .into_iter()
@@ -231,7 +256,20 @@ mod tests {
             Some("2026-11-23T10:00:00Z")
         );
         assert_eq!(compact.address_type, "IPv4");
-        assert_eq!(&*compact.ports, [port]);
+        assert_eq!(
+            &*compact.ports,
+            [CompactPort {
+                name: Some("http".into()),
+                port: Some(8080),
+                protocol: Some("TCP".into()),
+            }]
+        );
+        assert!(
+            compact.ports[0]
+                .name
+                .as_ref()
+                .is_some_and(InlineStr::is_inline)
+        );
         assert_eq!(compact.endpoints.len(), 1);
         assert_eq!(compact.endpoints[0].address.as_deref(), Some("10.0.0.1"));
         assert_eq!(

@@ -70,6 +70,25 @@ impl From<String> for InlineStr {
     }
 }
 
+impl Default for InlineStr {
+    /// The empty string (inline).
+    fn default() -> Self {
+        InlineStr::from("")
+    }
+}
+
+impl PartialEq<str> for InlineStr {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for InlineStr {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 impl Deref for InlineStr {
     type Target = str;
 
@@ -141,6 +160,11 @@ mod tests {
         assert_eq!(InlineStr::from(long), heap);
         assert_eq!(format!("{heap:?}"), format!("{long:?}"));
         assert_eq!(size_of::<Option<InlineStr>>(), 24);
+        assert!(InlineStr::default().is_inline());
+        assert_eq!(InlineStr::default(), "");
+        let family = InlineStr::from("IPv4");
+        assert_eq!(family, "IPv4");
+        assert!(family != "IPv6");
     }
 
     #[test]

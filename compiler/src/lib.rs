@@ -52,7 +52,7 @@ mod tests;
 mod udp;
 
 pub use compact::Compact;
-pub use compact_slice::{CompactEndpoint, CompactSlice};
+pub use compact_slice::{CompactEndpoint, CompactPort, CompactSlice};
 pub use config::{CompileConfig, DetectLocal};
 pub use counters::{CounterLabels, NODEPORT_COUNTERS, SERVICE_COUNTERS, parse_counter_name};
 pub use describe::{
