@@ -34,19 +34,33 @@ pub enum ExternalError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExternalDef {
     /// NodePort per `spec.ports` entry (same index); `None` when the port has none.
-    pub node_ports: Vec<Option<u16>>,
+    pub node_ports: Box<[Option<u16>]>,
     /// `spec.externalIPs`, then the ingress IPs, sorted and deduplicated.
-    pub ips: Vec<IpAddr>,
+    pub ips: Box<[IpAddr]>,
     /// The ingress IPs alone (LoadBalancer Services), sorted and deduplicated.
-    pub lb_ips: Vec<IpAddr>,
-    /// `spec.loadBalancerSourceRanges` (LoadBalancer Services only).
-    pub source_ranges: SourceRanges,
+    pub lb_ips: Box<[IpAddr]>,
+    /// `spec.loadBalancerSourceRanges` (LoadBalancer Services only), read through
+    /// [`ExternalDef::source_ranges`]; `None` when empty: an 80-byte value that nearly
+    /// every Service leaves empty.
+    source_ranges: Option<Box<SourceRanges>>,
     pub policy: TrafficPolicy,
     /// `spec.healthCheckNodePort` of a LoadBalancer Service with externalTrafficPolicy Local.
     pub health_check_node_port: Option<u16>,
 }
 
+/// No source ranges.
+static NO_SOURCE_RANGES: SourceRanges = SourceRanges {
+    listed: false,
+    nets: [Vec::new(), Vec::new()],
+    notes: Vec::new(),
+};
+
 impl ExternalDef {
+    /// `spec.loadBalancerSourceRanges`, validated.
+    pub fn source_ranges(&self) -> &SourceRanges {
+        self.source_ranges.as_deref().unwrap_or(&NO_SOURCE_RANGES)
+    }
+
     /// The externalIPs and LB IPs of `family`.
     pub fn ips_of(&self, family: IpFamily) -> Vec<IpAddr> {
         let of_family = self.ips.iter().filter(|ip| IpFamily::of(ip) == family);
@@ -117,10 +131,11 @@ pub fn external(service: &Service) -> Result<ExternalDef, ExternalError> {
         }
         _ => None,
     };
+    let source_ranges = (source_ranges != SourceRanges::default()).then(|| Box::new(source_ranges));
     Ok(ExternalDef {
-        node_ports,
-        ips,
-        lb_ips,
+        node_ports: node_ports.into(),
+        ips: ips.into(),
+        lb_ips: lb_ips.into(),
         source_ranges,
         policy,
         health_check_node_port,

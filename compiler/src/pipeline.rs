@@ -183,7 +183,7 @@ pub fn service(
                 let firewall = FirewallPort {
                     port,
                     lb_ips: kept(service.external.lb_ips_of(family)),
-                    ranges: &service.external.source_ranges,
+                    ranges: service.external.source_ranges(),
                     chain: &external.firewall,
                     comment: &names.comment,
                     node_addresses: &ctx.node_addresses,
@@ -223,7 +223,7 @@ pub fn service(
 /// session affinity setting that was replaced.
 pub fn service_warnings(service: &ServiceDef, diagnostics: &mut Vec<Diagnostic>) {
     let id = &service.id;
-    let notes = service.external.source_ranges.notes.iter().cloned();
+    let notes = service.external.source_ranges().notes.iter().cloned();
     let notes = notes.chain(service.affinity.notes.iter().cloned());
     for message in notes.chain(family_mismatches(service)) {
         diagnostics.push(Diagnostic {
