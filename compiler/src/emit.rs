@@ -616,7 +616,8 @@ fn push_cascade(
     for (i, target) in targets.iter().enumerate() {
         let remaining = count - i;
         let affinity_set = sets.and_then(|sets| sets.get(i));
-        // Exactly sized: the rule keeps the statements as a boxed slice.
+        // Exactly sized: a rule with affinity keeps its statements as a boxed slice (the
+        // others are kept inline, see `Stmts`).
         let mut stmts = Vec::with_capacity(
             2 + usize::from(remaining > 1) + usize::from(affinity_set.is_some()),
         );

@@ -503,7 +503,7 @@ impl Compiled {
         self.table_of(family).chains[name]
             .rules
             .iter()
-            .flat_map(|r| &r.stmts)
+            .flat_map(|r| r.stmts.list().to_vec())
             .filter_map(|s| match s {
                 Stmt::Dnat {
                     addr: IpAddr::V4(a),

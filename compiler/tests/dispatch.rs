@@ -93,7 +93,7 @@ fn services_reach_their_chains_only_through_map_elements() {
     for (id, table) in &large.tables {
         for chain in table.chains.values() {
             for rule in &chain.rules {
-                for stmt in &rule.stmts {
+                for stmt in rule.stmts.list().iter() {
                     let target = stmt.target().unwrap_or_default();
                     assert!(
                         !is_service_chain(target),

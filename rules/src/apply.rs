@@ -386,7 +386,7 @@ fn delete_chain(t: &mut Table, chain: &str) -> Result<(), Refusal> {
     let by_rule = t.chains.values().find(|c| {
         c.rules
             .iter()
-            .flat_map(|r| &r.stmts)
+            .flat_map(|r| r.stmts.referring())
             .any(|s| s.target() == Some(chain))
     });
     if let Some(referrer) = by_rule {
@@ -439,7 +439,7 @@ fn add_rule(t: &mut Table, chain: &str, rule: &Rule) -> Result<(), Refusal> {
     if !t.chains.contains_key(chain) {
         return Err(Refusal::MissingChain(chain.to_string()));
     }
-    for stmt in &rule.stmts {
+    for stmt in rule.stmts.referring() {
         if let Some(target) = stmt.target() {
             check_target(t, target)?;
         }
@@ -466,6 +466,7 @@ fn add_rule(t: &mut Table, chain: &str, rule: &Rule) -> Result<(), Refusal> {
     t.chains.update(chain, |c| c.push(rule.clone()));
     let adds_edges = rule
         .stmts
+        .referring()
         .iter()
         .any(|s| s.target().is_some() || matches!(s, Stmt::Vmap { .. }));
     if adds_edges {

@@ -289,7 +289,7 @@ impl<'a> TableDiff<'a> {
                 continue;
             }
             let refers = chain.rules.iter().any(|r| {
-                r.stmts.iter().any(|s| {
+                r.stmts.referring().iter().any(|s| {
                     s.target()
                         .is_some_and(|t| self.recreated_chains.contains(t))
                 }) || self

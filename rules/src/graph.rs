@@ -97,7 +97,7 @@ pub fn stmt_set_refs<'a>(stmt: &'a Stmt, f: &mut impl FnMut(&'a str)) {
 /// Whether any statement of `rule` refers to the set `name`.
 pub fn rule_refers_to_set(rule: &Rule, name: &str) -> bool {
     let mut found = false;
-    for stmt in &rule.stmts {
+    for stmt in rule.stmts.referring() {
         stmt_set_refs(stmt, &mut |s| found |= s == name);
     }
     found
@@ -133,7 +133,7 @@ impl<'a> ChainGraph<'a> {
             graph.add_node(name.as_str());
         }
         for (name, chain) in &table.chains {
-            for stmt in chain.rules.iter().flat_map(|r| &r.stmts) {
+            for stmt in chain.rules.iter().flat_map(|r| r.stmts.referring()) {
                 if let Some(target) = stmt.target() {
                     graph.add_edge(name.as_str(), target, ());
                 }
@@ -195,7 +195,7 @@ impl<'a> ChainGraph<'a> {
 pub fn validate(table: &Table) -> Result<(), GraphError> {
     let id = table.id();
     for (name, chain) in &table.chains {
-        for stmt in chain.rules.iter().flat_map(|r| &r.stmts) {
+        for stmt in chain.rules.iter().flat_map(|r| r.stmts.referring()) {
             if let Some(target) = stmt.target() {
                 check_target(table, &id, || format!("chain {name}"), target)?;
             }

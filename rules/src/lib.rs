@@ -18,6 +18,7 @@ pub mod object;
 pub mod parse_json;
 pub mod render_json;
 pub mod render_nft;
+pub mod stmts;
 pub mod transaction;
 
 pub use apply::{ApplyError, Refusal};
@@ -30,9 +31,10 @@ pub use expr::{
 pub use graph::{ChainGraph, GraphError, validate, validate_ruleset};
 pub use model::{
     BaseChain, Chain, ChainType, DataType, Element, ElementKey, Family, Hook, Policy, Rule, Rules,
-    Ruleset, Set, SetFlag, Stmts, Table, TableId,
+    Ruleset, Set, SetFlag, Table, TableId,
 };
 pub use object::Counter;
 pub use parse_json::ParseError;
 pub use render_nft::{MAX_COMMENT_LEN, bounded_comment};
+pub use stmts::{StmtList, Stmts};
 pub use transaction::{Op, Transaction, creation_ops, table_creation_ops};

@@ -11,8 +11,9 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use crate::digest::{DigestMap, EntryDigest, digest};
-use crate::expr::{Stmt, Value};
+use crate::expr::Value;
 use crate::object::Counter;
+use crate::stmts::Stmts;
 
 /// Address family of a table (`nft add table <family> <name>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -399,9 +400,6 @@ impl Chain {
         self.name == other.name && self.base == other.base && self.comment == other.comment
     }
 }
-
-/// The statements of a rule.
-pub type Stmts = Box<[Stmt]>;
 
 /// One rule: statements evaluated left to right, with an optional comment.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

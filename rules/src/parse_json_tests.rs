@@ -34,7 +34,7 @@ fn listed_tcp_dport_becomes_l4proto_match_then_th_dport() {
     let parsed = Ruleset::from_nft_json(&listing, &[ip_nftproxy()]).unwrap();
     let rules = &parsed.tables[&ip_nftproxy()].chains["c"].rules;
     assert_eq!(
-        rules[0].stmts.to_vec(),
+        rules[0].stmts.list().to_vec(),
         vec![
             Stmt::eq(
                 Expr::Meta(MetaKey::L4proto),
@@ -58,7 +58,10 @@ fn set_lookup_listed_with_equals_is_membership() {
             {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "@s"}}]}},
     ]});
     let parsed = Ruleset::from_nft_json(&listing, &[ip_nftproxy()]).unwrap();
-    let stmt = &parsed.tables[&ip_nftproxy()].chains["c"].rules[0].stmts[0];
+    let stmts = parsed.tables[&ip_nftproxy()].chains["c"].rules[0]
+        .stmts
+        .list();
+    let stmt = &stmts[0];
     assert_eq!(
         stmt,
         &Stmt::is_in(

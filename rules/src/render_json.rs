@@ -117,6 +117,7 @@ fn rule_json(table: &TableId, chain: &str, rule: &Rule) -> Map<String, Json> {
     m.insert("chain".into(), json!(chain));
     let exprs: Vec<Json> = rule
         .stmts
+        .list()
         .iter()
         .map(|s| stmt_json(s, table.family))
         .collect();

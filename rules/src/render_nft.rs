@@ -221,7 +221,7 @@ impl Display for Stmt {
 
 impl Display for InFamily<'_, Rule> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        for (i, stmt) in self.0.stmts.iter().enumerate() {
+        for (i, stmt) in self.0.stmts.list().iter().enumerate() {
             if i > 0 {
                 f.write_str(" ")?;
             }

@@ -293,7 +293,7 @@ fn drop_dangling(t: &mut Table) {
     }
     t.chains.update_each(|_, chain| {
         chain.rules.retain(|r| {
-            r.stmts.iter().all(|s| {
+            r.stmts.referring().iter().all(|s| {
                 let mut ok = s.target().is_none_or(|c| chains.iter().any(|n| n == c));
                 stmt_set_refs(s, &mut |name| ok &= sets.iter().any(|n| n == name));
                 ok
@@ -428,7 +428,7 @@ proptest! {
                     let n = new.table(table).and_then(|t| t.sets.get(name));
                     matches!((o, n), (Some(o), Some(n)) if !o.same_declaration(n))
                 };
-                let refers_to_recreated = before.rules.iter().flat_map(|r| &r.stmts).any(|s| {
+                let refers_to_recreated = before.rules.iter().flat_map(|r| r.stmts.referring()).any(|s| {
                     let mut found = false;
                     stmt_set_refs(s, &mut |name| found |= recreated_set(name));
                     found

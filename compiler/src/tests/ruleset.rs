@@ -29,7 +29,7 @@ fn service_with_one_endpoint_is_a_plain_dnat() {
     );
     let rules = &compiled.table_of(Family::Ip).chains[&*chain].rules;
     assert_eq!(rules.len(), 1);
-    assert!(!rules[0].stmts.iter().any(|s| matches!(
+    assert!(!rules[0].stmts.list().iter().any(|s| matches!(
         s,
         Stmt::Match {
             left: Expr::NumgenRandom { .. },
@@ -64,7 +64,7 @@ fn several_endpoints_form_a_uniform_cascade_in_address_order() {
         .rules
         .iter()
         .map(|r| {
-            r.stmts.iter().find_map(|s| match s {
+            r.stmts.list().iter().find_map(|s| match s {
                 Stmt::Match {
                     left: Expr::NumgenRandom { modulus },
                     right: Expr::Literal(Value::Int(0)),

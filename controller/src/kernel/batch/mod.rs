@@ -325,7 +325,7 @@ impl Encoder {
         let msg = self.begin(index, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, table)?;
         self.w.str(NFTA_RULE_TABLE, &table.name);
         self.w.str(NFTA_RULE_CHAIN, chain);
-        expr::rule_expressions(&mut self.w, table.family, &rule.stmts)?;
+        expr::rule_expressions(&mut self.w, table.family, &rule.stmts.list())?;
         if let Some(comment) = &rule.comment {
             self.w.attr(NFTA_RULE_USERDATA, &comment_udata(comment)?);
         }
