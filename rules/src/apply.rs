@@ -368,7 +368,7 @@ fn delete_counter(t: &mut Table, counter: &str) -> Result<(), Refusal> {
 
 fn key_text(e: &Element) -> String {
     e.key
-        .0
+        .values()
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
@@ -476,8 +476,8 @@ fn add_rule(t: &mut Table, chain: &str, rule: &Rule) -> Result<(), Refusal> {
 }
 
 fn check_element(t: &Table, set: &Set, e: &Element) -> Result<(), Refusal> {
-    if e.key.0.len() != set.key.len() {
-        return Err(Refusal::KeyArity(key_text(e), e.key.0.len(), set.key.len()));
+    if e.key.len() != set.key.len() {
+        return Err(Refusal::KeyArity(key_text(e), e.key.len(), set.key.len()));
     }
     if e.value.is_some() != set.is_map() {
         return Err(Refusal::ValueShape(key_text(e)));

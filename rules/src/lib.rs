@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod diff;
 pub mod digest;
+pub mod element_key;
 pub mod expr;
 pub mod fixtures;
 pub mod graph;
@@ -24,6 +25,7 @@ pub mod transaction;
 pub use apply::{ApplyError, Refusal};
 pub use diff::{DiffError, diff};
 pub use digest::{DigestMap, EntryDigest};
+pub use element_key::ValueList;
 pub use expr::{
     AddrType, BitOp, CmpOp, CtFlag, CtKey, Expr, FibAddr, L4Proto, MetaKey, PayloadField,
     RejectKind, Stmt, Value, Verdict,

@@ -8,9 +8,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use crate::digest::{DigestMap, EntryDigest, digest};
+pub use crate::element_key::ElementKey;
 use crate::expr::Value;
 use crate::object::Counter;
 use crate::stmts::Stmts;
@@ -553,25 +554,6 @@ impl Set {
             && self.flags == other.flags
             && self.timeout_secs == other.timeout_secs
             && self.comment == other.comment
-    }
-}
-
-/// The key of a set element: one value per component of the key type.
-///
-/// Shared (`Arc`): a set holds each key twice, as the element's own and as the key it is
-/// stored under, and cloning a key for that is a reference count, not a copy.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ElementKey(pub Arc<[Value]>);
-
-impl From<Vec<Value>> for ElementKey {
-    fn from(values: Vec<Value>) -> Self {
-        ElementKey(values.into())
-    }
-}
-
-impl<const N: usize> From<[Value; N]> for ElementKey {
-    fn from(values: [Value; N]) -> Self {
-        ElementKey(Arc::new(values))
     }
 }
 

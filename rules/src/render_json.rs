@@ -195,7 +195,7 @@ fn op_json(op: &Op) -> Json {
 
 /// An element's key: one value, or a `concat` of several.
 fn key_json(element: &Element) -> Json {
-    match &*element.key.0 {
+    match &*element.key.values() {
         [one] => value_json(one),
         many => json!({"concat": many.iter().map(value_json).collect::<Vec<_>>()}),
     }

@@ -245,7 +245,7 @@ impl Display for Rule {
 
 impl Display for Element {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        write_joined(f, &self.key.0, " . ")?;
+        write_joined(f, &self.key.values()[..], " . ")?;
         if let Some(c) = &self.comment {
             write!(f, " {}", Comment(c))?;
         }
@@ -423,7 +423,7 @@ fn write_elements<'e>(
             f.write_str(", ")?;
         }
         if keys_only {
-            write_joined(f, &e.key.0, " . ")?;
+            write_joined(f, &e.key.values()[..], " . ")?;
         } else {
             e.fmt(f)?;
         }

@@ -378,7 +378,7 @@ impl Encoder {
         element: &Element,
         with_data: bool,
     ) -> Result<(), Unsupported> {
-        let key = &element.key.0;
+        let key = element.key.values();
         if key.len() != set.key.len() || key.is_empty() {
             return Err(Unsupported::new(
                 "an element whose key does not fit its set",
