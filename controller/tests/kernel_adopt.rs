@@ -22,25 +22,21 @@ mod fixtures;
 
 use common::generated::nft_helper;
 use common::netns::{NetNs, kernel_tests_enabled};
-use kernel::{Kernel, Listed, batch};
+use kernel::{Kernel, Listed, adopt, batch};
 use nftproxy_compiler::compile;
-use nftproxy_rules::{Ruleset, Transaction, diff, table_creation_ops};
+use nftproxy_rules::{Ruleset, diff};
 
 fn kernel_in(ns: &NetNs) -> Kernel {
     let path = nft_helper();
     ns.run_inside(move || Kernel::start(Some(&path)).expect("the helper starts"))
 }
 
-/// The tables of `r` that nftproxy's own batch encoder covers (the others can only be
-/// checked by listing them).
+/// The tables of `r` that nftproxy's own batch encoder covers, interval sets apart (the
+/// others can only be checked by listing them).
 fn encodable_tables(r: &Ruleset) -> usize {
     r.tables
         .values()
-        .filter(|t| {
-            let mut tx = Transaction::new();
-            tx.ops = table_creation_ops(t);
-            batch::encode(&tx, 1, &[r]).is_ok()
-        })
+        .filter(|t| batch::encode(&adopt::creation_without_interval_sets(t), 1, &[r]).is_ok())
         .count()
 }
 
@@ -129,30 +125,74 @@ fn changes_made_by_hand_are_seen_and_listed() {
         format!("delete table {table}"),
     ];
     for change in changes {
-        let (r, ns, kernel) = loaded(fixture);
-        let (_, untouched) = kernel.list_expecting(&r).unwrap();
-        ns.exec_ok(&["nft", &change]);
-        let (adopted, listed) = kernel.list_expecting(&r).unwrap();
-        assert_ne!(adopted, r, "{change}: the change is seen");
-        assert_eq!(
-            adopted,
-            kernel.list().unwrap(),
-            "{change}: the tables as nft lists them"
-        );
-        assert_eq!(
-            listed.checked,
-            untouched.checked - 1,
-            "{change}: exactly the changed table is not taken as expected"
-        );
-        // And the diff that the next full sync applies brings the kernel back.
-        let repair = diff(&adopted, &r).unwrap();
-        kernel.apply(&repair).unwrap();
-        assert_eq!(
-            kernel.list_expecting(&r).unwrap().1,
-            untouched,
-            "{change}: repaired"
-        );
-        assert_eq!(kernel.list().unwrap(), r, "{change}: repaired");
+        seen_listed_and_repaired(fixture, &change);
+    }
+}
+
+/// Loads `fixture`, makes `change` with nft, and checks that adoption sees it, lists
+/// exactly the changed table, and that the next full sync's diff repairs it.
+fn seen_listed_and_repaired(fixture: &str, change: &str) {
+    let (r, ns, kernel) = loaded(fixture);
+    let (_, untouched) = kernel.list_expecting(&r).unwrap();
+    ns.exec_ok(&["nft", change]);
+    let (adopted, listed) = kernel.list_expecting(&r).unwrap();
+    assert_ne!(adopted, r, "{change}: the change is seen");
+    assert_eq!(
+        adopted,
+        kernel.list().unwrap(),
+        "{change}: the tables as nft lists them"
+    );
+    assert_eq!(
+        listed.checked,
+        untouched.checked - 1,
+        "{change}: exactly the changed table is not taken as expected"
+    );
+    // And the diff that the next full sync applies brings the kernel back.
+    let repair = diff(&adopted, &r).unwrap();
+    kernel.apply(&repair).unwrap();
+    assert_eq!(
+        kernel.list_expecting(&r).unwrap().1,
+        untouched,
+        "{change}: repaired"
+    );
+    assert_eq!(kernel.list().unwrap(), r, "{change}: repaired");
+}
+
+/// The main tables hold the interval sets `service-cidrs`, which the netlink check leaves
+/// to a listing of each set: a change there (or anywhere else in a main table) is seen.
+#[test]
+fn main_tables_are_adopted_from_dumps_and_interval_set_changes_are_seen() {
+    if !kernel_tests_enabled("main_tables_are_adopted_from_dumps_and_interval_set_changes_are_seen")
+    {
+        return;
+    }
+    let fixture = "service-cidrs";
+    let (r, _, kernel) = loaded(fixture);
+    let main = r.tables.values().filter(|t| t.name == "nftproxy").count();
+    assert!(
+        r.tables.values().filter(|t| t.name == "nftproxy").all(|t| {
+            t.sets
+                .get("service-cidrs")
+                .is_some_and(|s| !s.elements.is_empty())
+        }),
+        "the fixture fills both families' service-cidrs"
+    );
+    let (adopted, listed) = kernel.list_expecting(&r).unwrap();
+    assert_eq!(adopted, r);
+    assert_eq!(
+        listed,
+        Listed {
+            checked: r.tables.len(),
+            listed: 0
+        },
+        "every table, the {main} main ones included, is taken from dumps"
+    );
+    for change in [
+        "add element ip nftproxy service-cidrs { 203.0.113.0/28 }",
+        "flush set ip6 nftproxy service-cidrs",
+        "add element ip nftproxy cluster-ips { 203.0.113.20 }",
+    ] {
+        seen_listed_and_repaired(fixture, change);
     }
 }
 

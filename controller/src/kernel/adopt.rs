@@ -9,11 +9,17 @@
 //! objects), and the two are compared in the canonical form of [`canonical`](super::canonical). When they are
 //! equal, the expected table *is* the kernel's; when they are not (or the encoder does not
 //! cover the table), the caller lists that one table through libnftables.
+//!
+//! Interval sets (`service-cidrs`) are left out of both sides: the encoder does not write
+//! interval elements (nft splits prefixes into range ends). They hold a few prefixes, and
+//! the caller compares them apart, each listed through libnftables (milliseconds).
 
 use std::collections::HashMap;
 use std::io;
 
-use nftproxy_rules::{Family, Ruleset, Table, TableId, Transaction, table_creation_ops};
+use nftproxy_rules::{
+    Family, Op, Ruleset, SetFlag, Table, TableId, Transaction, table_creation_ops,
+};
 
 use super::batch::{self, nft::*};
 use super::canonical::{Record, Records};
@@ -102,9 +108,9 @@ impl<'a> KernelTables<'a> {
         })
     }
 
-    /// The canonical records of table `id` as the kernel holds it; `None` if it does not
-    /// exist.
-    fn records(&mut self, id: &TableId) -> io::Result<Option<Vec<Record>>> {
+    /// The canonical records of table `id` as the kernel holds it, but for its interval
+    /// sets, which are named apart (sorted); `None` if the table does not exist.
+    fn records(&mut self, id: &TableId) -> io::Result<Option<(Vec<Record>, Vec<String>)>> {
         let Some(table) = self.tables.get(id) else {
             return Ok(None);
         };
@@ -115,6 +121,7 @@ impl<'a> KernelTables<'a> {
         }
         let family = family_number(id.family);
         let mut sets = Vec::new();
+        let mut interval_sets = Vec::new();
         let by_table = |kind| move |w: &mut batch::attrs::Writer| w.str(kind, &id.name);
         for (get, new, table_attr) in [
             (NFT_MSG_GETRULE, NFT_MSG_NEWRULE, NFTA_RULE_TABLE),
@@ -132,7 +139,12 @@ impl<'a> KernelTables<'a> {
                         return;
                     }
                     if new == NFT_MSG_NEWSET {
-                        sets.extend(string_attr(attrs, NFTA_SET_NAME));
+                        let name = string_attr(attrs, NFTA_SET_NAME);
+                        if set_flags(attrs) & NFT_SET_INTERVAL != 0 {
+                            interval_sets.extend(name);
+                            return;
+                        }
+                        sets.extend(name);
                     }
                     records.add_message(new, attrs);
                 })?;
@@ -149,18 +161,37 @@ impl<'a> KernelTables<'a> {
                     }
                 })?;
         }
-        Ok(Some(records.into_sorted()))
+        interval_sets.sort_unstable();
+        Ok(Some((records.into_sorted(), interval_sets)))
     }
 }
 
-/// Which of `tables` (which exist) the kernel holds exactly as in `expected`. A table
-/// is left out when the encoder does not cover it, when it differs, when a dump fails, or
-/// when anything in the namespace changed while the tables were dumped.
+/// A set's `NFTA_SET_FLAGS` (0 when absent).
+fn set_flags(attrs: &[u8]) -> u32 {
+    netlink::attrs(attrs)
+        .find(|(k, _)| *k == NFTA_SET_FLAGS)
+        .and_then(|(_, v)| Some(u32::from_be_bytes(v.try_into().ok()?)))
+        .unwrap_or_default()
+}
+
+/// A table the kernel holds as expected, except perhaps its interval sets, which the
+/// caller must still compare (the dumps leave them out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unchanged {
+    pub table: TableId,
+    /// The names of its interval sets, which both sides have.
+    pub interval_sets: Vec<String>,
+}
+
+/// Which of `tables` (which exist) the kernel holds exactly as in `expected`, interval
+/// sets apart. A table is left out when the encoder does not cover it, when it differs,
+/// when a dump fails, or when anything in the namespace changed while the tables were
+/// dumped.
 pub fn unchanged_tables(
     netfilter: &mut Netfilter,
     tables: &[TableId],
     expected: &Ruleset,
-) -> Vec<TableId> {
+) -> Vec<Unchanged> {
     if !tables.iter().any(|id| expected.table(id).is_some()) {
         return Vec::new();
     }
@@ -177,7 +208,7 @@ fn check(
     netfilter: &mut Netfilter,
     tables: &[TableId],
     expected: &Ruleset,
-) -> io::Result<Vec<TableId>> {
+) -> io::Result<Vec<Unchanged>> {
     let before = netfilter.generation()?;
     let mut families: Vec<Family> = tables.iter().map(|id| id.family).collect();
     families.sort_unstable();
@@ -192,14 +223,16 @@ fn check(
             continue;
         };
         let held = kernel.records(id)?;
-        if held.as_ref() == Some(&wanted) {
-            same.push(id.clone());
-        } else {
-            tracing::debug!(
+        match held {
+            Some(held) if held == wanted => same.push(Unchanged {
+                table: id.clone(),
+                interval_sets: held.1,
+            }),
+            held => tracing::debug!(
                 table = %id,
-                difference = %first_difference(&wanted, held.as_deref()),
+                difference = %first_difference(&wanted, held.as_ref()),
                 "the kernel's table is not the expected one"
-            );
+            ),
         }
     }
     let after = kernel.netfilter.generation()?;
@@ -212,11 +245,17 @@ fn check(
     Ok(same)
 }
 
-/// The canonical records of table `table` of `expected` as nftproxy would create it;
-/// `None` when the batch encoder does not cover something in it.
-fn expected_records(expected: &Ruleset, table: &Table) -> Option<Vec<Record>> {
-    let mut transaction = Transaction::new();
-    transaction.ops = table_creation_ops(table);
+/// The canonical records of table `table` of `expected` as nftproxy would create it, but
+/// for its interval sets, which are named apart (sorted); `None` when the batch encoder
+/// does not cover something in it.
+fn expected_records(expected: &Ruleset, table: &Table) -> Option<(Vec<Record>, Vec<String>)> {
+    let interval_sets: Vec<String> = table
+        .sets
+        .values()
+        .filter(|set| set.flags.contains(&SetFlag::Interval))
+        .map(|set| set.name.clone())
+        .collect();
+    let transaction = creation_without_interval_sets(table);
     let encoded = match batch::encode(&transaction, 1, &[expected]) {
         Ok(encoded) => encoded,
         Err(unsupported) => {
@@ -233,15 +272,42 @@ fn expected_records(expected: &Ruleset, table: &Table) -> Option<Vec<Record>> {
             records.add_message(kind & 0xff, &payload[4..]);
         }
     }
-    Some(records.into_sorted())
+    Some((records.into_sorted(), interval_sets))
+}
+
+/// The transaction that creates `table`, but for its interval sets (declarations and
+/// elements): what the dumps are compared against.
+pub fn creation_without_interval_sets(table: &Table) -> Transaction {
+    let is_interval = |name: &str| {
+        table
+            .sets
+            .get(name)
+            .is_some_and(|set| set.flags.contains(&SetFlag::Interval))
+    };
+    let mut transaction = Transaction::new();
+    transaction.ops = table_creation_ops(table)
+        .into_iter()
+        .filter(|op| match op {
+            Op::AddSet { set, .. } => !is_interval(&set.name),
+            Op::AddElements { set, .. } => !is_interval(set),
+            _ => true,
+        })
+        .collect();
+    transaction
 }
 
 /// The first record in which `held` (sorted; `None`: no table) differs from `wanted`, as
-/// hex, for the debug log.
-fn first_difference(wanted: &[Record], held: Option<&[Record]>) -> String {
-    let Some(held) = held else {
+/// hex, or the interval sets that differ, for the debug log.
+fn first_difference(
+    (wanted, wanted_intervals): &(Vec<Record>, Vec<String>),
+    held: Option<&(Vec<Record>, Vec<String>)>,
+) -> String {
+    let Some((held, held_intervals)) = held else {
         return "the table is gone".to_owned();
     };
+    if wanted_intervals != held_intervals {
+        return format!("interval sets {held_intervals:?} instead of {wanted_intervals:?}");
+    }
     let hex = |r: &Record| r.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let at = wanted
         .iter()

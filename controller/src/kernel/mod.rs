@@ -13,7 +13,7 @@
 //! the next call starts a new one (once per call; see [`helper`] for when a request is
 //! sent again).
 
-mod adopt;
+pub(crate) mod adopt;
 pub mod batch;
 mod canonical;
 pub mod counters;
@@ -238,7 +238,11 @@ impl Kernel {
         let mut listed = Listed::default();
         let mut unchecked = Vec::new();
         for id in ours {
-            match expected.table(&id).filter(|_| checked.contains(&id)) {
+            let unchanged = checked.iter().find(|u| u.table == id);
+            let table = expected.table(&id).filter(|table| {
+                unchanged.is_some_and(|u| self.interval_sets_unchanged(table, &u.interval_sets))
+            });
+            match table {
                 Some(table) => {
                     ruleset.insert_table(table.clone());
                     listed.checked += 1;
@@ -256,6 +260,33 @@ impl Kernel {
             listed.listed += 1;
         }
         Ok((ruleset, listed))
+    }
+
+    /// Whether each of `table`'s interval sets `names` (which the netlink check leaves out)
+    /// is in the kernel as in `table`: each set is listed alone through libnftables.
+    fn interval_sets_unchanged(&self, table: &nftproxy_rules::Table, names: &[String]) -> bool {
+        let id = table.id();
+        names.iter().all(|name| {
+            let list = json!({"nftables": [{"list": {"set": {
+                "family": id.family.keyword(), "table": id.name, "name": name}}}]});
+            let listed = self
+                .run_json(list.to_string(), Replay::Safe)
+                .and_then(|listing| parse_set_listing(&listing, &id));
+            match listed {
+                Ok(ruleset) => {
+                    let held = ruleset.table(&id).and_then(|t| t.sets.get(name));
+                    let same = held.is_some() && held == table.sets.get(name);
+                    if !same {
+                        tracing::debug!(table = %id, set = %name, "an interval set differs");
+                    }
+                    same
+                }
+                Err(err) => {
+                    tracing::debug!(table = %id, set = %name, %err, "cannot list an interval set");
+                    false
+                }
+            }
+        })
     }
 
     /// Which of the namespace's `ip` and `ip6` tables are nftproxy's (any number of
@@ -342,6 +373,19 @@ fn serve(helper: &mut Helper, call: Call) {
             let _ = reply.send(helper.pid());
         }
     }
+}
+
+/// A `list set` listing of a set of table `id`, as a ruleset of that table (the listing
+/// has no table item: one is put before the set).
+fn parse_set_listing(listing: &str, id: &TableId) -> Result<Ruleset, KernelError> {
+    let mut value: serde_json::Value =
+        serde_json::from_str(listing).map_err(|source| KernelError::ReadListing { source })?;
+    if let Some(items) = value.get_mut("nftables").and_then(|v| v.as_array_mut()) {
+        let table = json!({"table": {"family": id.family.keyword(), "name": id.name}});
+        items.insert(0, table);
+    }
+    Ruleset::from_nft_json(&value, std::slice::from_ref(id))
+        .map_err(|source| KernelError::ParseListing { source })
 }
 
 fn parse_listing(listing: &str, wanted: &[TableId]) -> Result<Ruleset, KernelError> {

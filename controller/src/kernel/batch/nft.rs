@@ -69,6 +69,7 @@ pub const UDATA_SET_DATA_BYTEORDER: u8 = 1;
 pub const BYTEORDER_HOST_ENDIAN: u32 = 1;
 
 pub const NFT_SET_CONSTANT: u32 = 0x2;
+pub const NFT_SET_INTERVAL: u32 = 0x4;
 pub const NFT_SET_MAP: u32 = 0x8;
 pub const NFT_SET_TIMEOUT: u32 = 0x10;
 pub const NFT_SET_OBJECT: u32 = 0x40;
