@@ -3,10 +3,10 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
-use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::expr::{L4Proto, Value};
+use crate::slice_view::SliceView;
 
 /// The key of a set element: one value per component of the key type.
 ///
@@ -72,10 +72,10 @@ impl Form {
 
 impl ElementKey {
     /// The key's values, as a slice (made on the spot for an inline key).
-    pub fn values(&self) -> ValueList<'_> {
-        let inline = |values: [Value; 3], len| ValueList::Inline(values, len);
+    pub fn values(&self) -> SliceView<'_, Value> {
+        let inline = |values: [Value; 3], len| SliceView::Made(values, len);
         match &self.0 {
-            Form::Shared(values) => ValueList::Borrowed(values),
+            Form::Shared(values) => SliceView::Borrowed(values),
             Form::Addr(a) => inline([addr_value(*a), Value::Int(0), Value::Int(0)], 1),
             Form::AddrPair4(a, b) => inline([Value::Ipv4(*a), Value::Ipv4(*b), Value::Int(0)], 2),
             Form::Vip(a, proto, port) => {
@@ -99,25 +99,6 @@ impl ElementKey {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// An element key's values borrowed from an [`ElementKey`], or made from its inline form.
-#[derive(Debug)]
-pub enum ValueList<'a> {
-    Borrowed(&'a [Value]),
-    /// The values and how many of them are the key's (the rest are filler).
-    Inline([Value; 3], usize),
-}
-
-impl Deref for ValueList<'_> {
-    type Target = [Value];
-
-    fn deref(&self) -> &[Value] {
-        match self {
-            ValueList::Borrowed(values) => values,
-            ValueList::Inline(values, len) => &values[..*len],
-        }
     }
 }
 

@@ -19,13 +19,13 @@ pub mod object;
 pub mod parse_json;
 pub mod render_json;
 pub mod render_nft;
+pub mod slice_view;
 pub mod stmts;
 pub mod transaction;
 
 pub use apply::{ApplyError, Refusal};
 pub use diff::{DiffError, diff};
 pub use digest::{DigestMap, EntryDigest};
-pub use element_key::ValueList;
 pub use expr::{
     AddrType, BitOp, CmpOp, CtFlag, CtKey, Expr, FibAddr, L4Proto, MetaKey, PayloadField,
     RejectKind, Stmt, Value, Verdict,
@@ -38,5 +38,6 @@ pub use model::{
 pub use object::Counter;
 pub use parse_json::ParseError;
 pub use render_nft::{MAX_COMMENT_LEN, bounded_comment};
-pub use stmts::{StmtList, Stmts};
+pub use slice_view::SliceView;
+pub use stmts::Stmts;
 pub use transaction::{Op, Transaction, creation_ops, table_creation_ops};

@@ -4,9 +4,9 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::ops::Deref;
 
 use crate::expr::{CmpOp, Expr, L4Proto, MetaKey, Stmt, Value};
+use crate::slice_view::SliceView;
 
 /// The statements of a rule, evaluated left to right.
 ///
@@ -38,12 +38,8 @@ struct DnatRule {
 impl DnatRule {
     /// The inline form of `stmts`, when they have the endpoint rule's shape.
     fn of(stmts: &[Stmt]) -> Option<DnatRule> {
-        let (modulus, rest) = match stmts {
-            [numgen, rest @ ..] if numgen_modulus(numgen).is_some() => {
-                (numgen_modulus(numgen), rest)
-            }
-            _ => (None, stmts),
-        };
+        let modulus = stmts.first().and_then(numgen_modulus);
+        let rest = &stmts[usize::from(modulus.is_some())..];
         match rest {
             [
                 Stmt::Match {
@@ -106,12 +102,12 @@ fn numgen_modulus(stmt: &Stmt) -> Option<NonZeroU32> {
 
 impl Stmts {
     /// The statements, as a slice (made on the spot for the inline form).
-    pub fn list(&self) -> StmtList<'_> {
+    pub fn list(&self) -> SliceView<'_, Stmt> {
         match &self.0 {
-            Form::List(list) => StmtList::Borrowed(list),
+            Form::List(list) => SliceView::Borrowed(list),
             Form::Dnat(rule) => {
                 let (stmts, len) = rule.expand();
-                StmtList::Inline(stmts, len)
+                SliceView::Made(stmts, len)
             }
         }
     }
@@ -141,24 +137,6 @@ impl Stmts {
         match self.0 {
             Form::List(list) => list.into_vec(),
             Form::Dnat(_) => self.list().to_vec(),
-        }
-    }
-}
-
-/// A rule's statements borrowed from a [`Stmts`], or made from its inline form.
-#[derive(Debug)]
-pub enum StmtList<'a> {
-    Borrowed(&'a [Stmt]),
-    Inline([Stmt; 3], usize),
-}
-
-impl Deref for StmtList<'_> {
-    type Target = [Stmt];
-
-    fn deref(&self) -> &[Stmt] {
-        match self {
-            StmtList::Borrowed(list) => list,
-            StmtList::Inline(stmts, len) => &stmts[..*len],
         }
     }
 }
