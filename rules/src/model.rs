@@ -528,6 +528,11 @@ impl Set {
         self.value.is_some()
     }
 
+    /// Whether its elements are intervals (`flags interval`: prefixes, ranges).
+    pub fn is_interval(&self) -> bool {
+        self.flags.contains(&SetFlag::Interval)
+    }
+
     /// Inserts an element, replacing one with the same key.
     pub fn insert(&mut self, element: Element) {
         self.elements.insert(element.key.clone(), element);

@@ -17,9 +17,7 @@
 use std::collections::HashMap;
 use std::io;
 
-use nftproxy_rules::{
-    Family, Op, Ruleset, SetFlag, Table, TableId, Transaction, table_creation_ops,
-};
+use nftproxy_rules::{Family, Op, Ruleset, Set, Table, TableId, Transaction, table_creation_ops};
 
 use super::batch::{self, nft::*};
 use super::canonical::{Record, Records};
@@ -252,7 +250,7 @@ fn expected_records(expected: &Ruleset, table: &Table) -> Option<(Vec<Record>, V
     let interval_sets: Vec<String> = table
         .sets
         .values()
-        .filter(|set| set.flags.contains(&SetFlag::Interval))
+        .filter(|set| set.is_interval())
         .map(|set| set.name.clone())
         .collect();
     let transaction = creation_without_interval_sets(table);
@@ -278,12 +276,7 @@ fn expected_records(expected: &Ruleset, table: &Table) -> Option<(Vec<Record>, V
 /// The transaction that creates `table`, but for its interval sets (declarations and
 /// elements): what the dumps are compared against.
 pub fn creation_without_interval_sets(table: &Table) -> Transaction {
-    let is_interval = |name: &str| {
-        table
-            .sets
-            .get(name)
-            .is_some_and(|set| set.flags.contains(&SetFlag::Interval))
-    };
+    let is_interval = |name: &str| table.sets.get(name).is_some_and(Set::is_interval);
     let mut transaction = Transaction::new();
     transaction.ops = table_creation_ops(table)
         .into_iter()

@@ -378,19 +378,27 @@ fn serve(helper: &mut Helper, call: Call) {
 /// A `list set` listing of a set of table `id`, as a ruleset of that table (the listing
 /// has no table item: one is put before the set).
 fn parse_set_listing(listing: &str, id: &TableId) -> Result<Ruleset, KernelError> {
-    let mut value: serde_json::Value =
-        serde_json::from_str(listing).map_err(|source| KernelError::ReadListing { source })?;
-    if let Some(items) = value.get_mut("nftables").and_then(|v| v.as_array_mut()) {
-        let table = json!({"table": {"family": id.family.keyword(), "name": id.name}});
-        items.insert(0, table);
-    }
-    Ruleset::from_nft_json(&value, std::slice::from_ref(id))
-        .map_err(|source| KernelError::ParseListing { source })
+    let table = json!({"table": {"family": id.family.keyword(), "name": id.name}});
+    parse_listing_with(listing, Some(table), std::slice::from_ref(id))
 }
 
 fn parse_listing(listing: &str, wanted: &[TableId]) -> Result<Ruleset, KernelError> {
-    let value: serde_json::Value =
+    parse_listing_with(listing, None, wanted)
+}
+
+/// The tables `wanted` of a JSON listing, with `first` put before its items.
+fn parse_listing_with(
+    listing: &str,
+    first: Option<serde_json::Value>,
+    wanted: &[TableId],
+) -> Result<Ruleset, KernelError> {
+    let mut value: serde_json::Value =
         serde_json::from_str(listing).map_err(|source| KernelError::ReadListing { source })?;
+    if let Some(first) = first
+        && let Some(items) = value.get_mut("nftables").and_then(|v| v.as_array_mut())
+    {
+        items.insert(0, first);
+    }
     Ruleset::from_nft_json(&value, wanted).map_err(|source| KernelError::ParseListing { source })
 }
 

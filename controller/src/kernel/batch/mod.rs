@@ -342,7 +342,7 @@ impl Encoder {
         set: &Set,
         elements: &[Element],
     ) -> Result<(), Unsupported> {
-        if set.flags.iter().any(|f| matches!(f, SetFlag::Interval)) {
+        if set.is_interval() {
             return Err(Unsupported::new("elements of interval sets"));
         }
         let flags = if msg_type == NFT_MSG_NEWSETELEM {
